@@ -114,6 +114,7 @@ func (c *Conn) Call(ctx context.Context, method string, args ...any) (*Channel, 
 
 // CallRaw opens a channel on m with pre-encoded args.
 func (c *Conn) CallRaw(ctx context.Context, m Method, args Raw) (*Channel, error) {
+	// one token: "the queue changed" (Recv re-checks under mu)
 	ch := &Channel{method: m, wake: make(chan struct{}, 1)}
 	hs, _ := ctx.Value(headersKey{}).([]Header)
 	trace, _ := TraceFrom(ctx)

@@ -25,6 +25,7 @@ type writer struct {
 }
 
 func newWriter(w io.Writer, maxPending int) *writer {
+	// one token: "the buffer became non-empty"; the loop drains everything at once
 	wr := &writer{w: w, maxPending: maxPending, wake: make(chan struct{}, 1)}
 	wr.space.L = &wr.mu
 	return wr
