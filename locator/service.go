@@ -1,0 +1,420 @@
+package locator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/cocaine/cocaine/internal/lifecycle"
+	"github.com/cocaine/cocaine/rpc"
+)
+
+// Name is the locator's service name; it is always restricted (never announced).
+const Name = "locator"
+
+// Storage layout of routing groups, as the original and cocaine-tool use it.
+const (
+	GroupsCollection = "groups"
+)
+
+// GroupTags are the tags a stored group must carry to be loaded.
+var GroupTags = []string{"group", "active"}
+
+// GroupStore reads routing groups. The storage backend satisfies it.
+type GroupStore interface {
+	Read(ctx context.Context, collection, key string) ([]byte, error)
+	Find(ctx context.Context, collection string, tags []string) ([]string, error)
+}
+
+// Config configures the locator service.
+type Config struct {
+	// UUID identifies this host; required.
+	UUID string
+	// Restrict lists services that are never announced to other hosts.
+	Restrict []string
+	// Extra is sent with every connect update as the x-cocaine-locator-extra header; its
+	// key "x-cocaine-cluster" partitions clusters.
+	Extra map[string]any
+	// WatchBuffer bounds how many registry updates a connect stream may fall behind
+	// before it is closed with an error (the peer reconnects). 1024 if zero.
+	WatchBuffer int
+}
+
+// Validate reports every problem of cfg.
+func (c Config) Validate() error {
+	var errs []error
+	if c.UUID == "" {
+		errs = append(errs, errors.New("locator: uuid is required"))
+	}
+	if c.WatchBuffer < 0 {
+		errs = append(errs, fmt.Errorf("locator: watch_buffer must not be negative, got %d", c.WatchBuffer))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is the locator: resolve, connect, refresh, cluster, publish, routing and uuid
+// (protocol.md §6.1) over this host's Registry and the routing groups in storage.
+type Service struct {
+	cfg    Config
+	reg    *Registry
+	groups GroupStore // nil: no routing groups
+	log    *slog.Logger
+	d      *rpc.Dispatcher
+	extra  []rpc.Header
+	work   *lifecycle.Group
+
+	mu       sync.Mutex
+	rings    map[string]*Ring
+	routers  map[string]*rpc.Tx
+	connects map[string]*rpc.Tx // by the remote node's uuid: a new connect replaces the old
+}
+
+// New builds the locator service. groups may be nil (no routing groups).
+func New(cfg Config, reg *Registry, groups GroupStore, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.WatchBuffer == 0 {
+		cfg.WatchBuffer = 1024
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		cfg: cfg, reg: reg, groups: groups, log: log.With("component", "locator"),
+		rings: map[string]*Ring{}, routers: map[string]*rpc.Tx{}, connects: map[string]*rpc.Tx{},
+		work: lifecycle.NewGroup(context.Background()),
+	}
+	if len(cfg.Extra) > 0 {
+		blob, err := rpc.Marshal(cfg.Extra)
+		if err != nil {
+			return nil, fmt.Errorf("locator: extra: %w", err)
+		}
+		s.extra = []rpc.Header{{Name: rpc.HeaderLocatorExtra, Value: blob}}
+	}
+	d := rpc.NewDispatcher(rpc.LocatorGraph, errorTable, s.log)
+	d.MustHandle("resolve", s.resolve)
+	d.MustHandle("connect", s.connect)
+	d.MustHandle("refresh", s.refresh)
+	d.MustHandle("cluster", s.cluster)
+	d.MustHandle("publish", s.publish)
+	d.MustHandle("routing", s.routing)
+	d.MustHandle("uuid", s.uuid)
+	s.d = d
+	return s, nil
+}
+
+// Dispatcher serves the locator's graph.
+func (s *Service) Dispatcher() *rpc.Dispatcher { return s.d }
+
+// Run loads the routing groups, then waits for ctx; on return, every stream the locator
+// serves has been closed and its goroutines have exited.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.Refresh(ctx, nil); err != nil {
+		s.log.Warn("loading routing groups failed", "err", err)
+	}
+	<-ctx.Done()
+	s.work.Stop()
+	s.mu.Lock()
+	for id, tx := range s.routers {
+		tx.Close() // as the original: streams are closed on shutdown
+		delete(s.routers, id)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Service) resolve(ctx context.Context, req *rpc.Request) error {
+	var name, seed string
+	if err := req.Args.Scan(&name, rpc.Optional(&seed)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	ring := s.rings[name]
+	s.mu.Unlock()
+	if ring != nil {
+		name = ring.Pick(seed)
+	}
+	e, ok := s.reg.Lookup(name)
+	if !ok {
+		return rpc.ErrServiceUnavailable // the original's exact [10, 1] and text
+	}
+	return req.Tx.SendRaw(rpc.Value, e.resolved)
+}
+
+func (s *Service) uuid(ctx context.Context, req *rpc.Request) error {
+	return req.Tx.Value(s.cfg.UUID)
+}
+
+// cluster lists the remote nodes this locator is linked to: none on a single host.
+func (s *Service) cluster(ctx context.Context, req *rpc.Request) error {
+	return req.Tx.Value(map[string]any{})
+}
+
+// connect streams this host's announced services: a snapshot, then every change, each
+// write as [uuid, {name: [endpoints, version, graph]}] with the extra header.
+func (s *Service) connect(ctx context.Context, req *rpc.Request) error {
+	var peer string
+	if err := req.Args.Scan(&peer); err != nil {
+		return err
+	}
+	snapshot, w := s.reg.Watch(s.cfg.WatchBuffer)
+	s.mu.Lock()
+	old := s.connects[peer]
+	s.connects[peer] = req.Tx
+	s.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	tx := req.Tx
+	started := s.work.Go(func(ctx context.Context) {
+		defer w.Stop()
+		defer func() {
+			s.mu.Lock()
+			if s.connects[peer] == tx {
+				delete(s.connects, peer)
+			}
+			s.mu.Unlock()
+		}()
+		if err := s.sendServices(tx, snapshot, false); err != nil {
+			return
+		}
+		done := req.Session().Done()
+		for {
+			select {
+			case u, ok := <-w.C:
+				if !ok {
+					if w.Overflowed() {
+						tx.Error(fmt.Errorf("%w: connect stream fell behind the registry; reconnect", ErrRoutingStorage))
+					}
+					return
+				}
+				if err := s.sendServices(tx, []*Entry{u.Entry}, u.Removed); err != nil {
+					return
+				}
+			case <-done:
+				return
+			case <-ctx.Done():
+				tx.Close()
+				return
+			}
+		}
+	})
+	if !started {
+		w.Stop()
+		return tx.Close()
+	}
+	return nil
+}
+
+func (s *Service) sendServices(tx *rpc.Tx, es []*Entry, removed bool) error {
+	b := rpc.AppendArrayHeader(nil, 2)
+	b = rpc.AppendString(b, s.cfg.UUID)
+	var announced []*Entry
+	for _, e := range es {
+		if !e.Restricted && e.Name != Name && !slices.Contains(s.cfg.Restrict, e.Name) {
+			announced = append(announced, e)
+		}
+	}
+	if len(announced) == 0 && len(es) > 0 {
+		return nil // nothing announceable changed
+	}
+	b = rpc.AppendMapHeader(b, len(announced))
+	for _, e := range announced {
+		b = rpc.AppendString(b, e.Name)
+		if removed {
+			b = append(b, e.info(true)...)
+		} else {
+			b = append(b, e.resolved...)
+		}
+	}
+	return tx.SendHeaders(rpc.Write, b, s.extra)
+}
+
+// publish registers an external service for as long as the channel lives: until the
+// client sends discard or disconnects.
+func (s *Service) publish(ctx context.Context, req *rpc.Request) error {
+	var name string
+	var eps rpc.Endpoints
+	var proto publishedProtocol
+	if err := req.Args.Scan(&name, &eps, rpc.Optional(&proto)); err != nil {
+		return err
+	}
+	if proto.graph != nil && len(proto.graph.Methods()) > 0 && proto.version == 0 {
+		// Fatal in the original (the publish slot has no error path).
+		return rpc.Fatal(fmt.Errorf("%w: %q publishes a graph with version 0", ErrMissingVersion, name))
+	}
+	e := Entry{Name: name, Endpoints: eps, Version: proto.version}
+	if proto.graph != nil && len(proto.graph.Methods()) > 0 {
+		e.Graph = proto.graph
+	}
+	withdraw, err := s.reg.Expose(e)
+	if err != nil {
+		return err
+	}
+	req.Receive(discardFunc(withdraw))
+	return req.Tx.Value()
+}
+
+type publishedProtocol struct {
+	version uint64
+	graph   *rpc.Graph
+}
+
+// DecodeMsgpack reads [version, graph].
+func (p *publishedProtocol) DecodeMsgpack(d *rpc.Decoder) error {
+	n, err := d.ArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 2 {
+		return fmt.Errorf("a protocol is [version, graph], got %d elements", n)
+	}
+	if p.version, err = d.Uint(); err != nil {
+		return err
+	}
+	if p.graph, err = rpc.DecodeGraph(d, p.version); err != nil {
+		return err
+	}
+	for i := 2; i < n; i++ {
+		if err := d.Skip(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discardFunc runs a cleanup when the channel's client side ends, either way.
+type discardFunc func()
+
+func (f discardFunc) Receive(rpc.Message, bool) error { f(); return nil }
+func (f discardFunc) Discard(error)                   { f() }
+
+// routing attaches a router: a full dump of the rings now and after every refresh, until
+// the client sends discard or disconnects (no close is sent then, as in the original).
+func (s *Service) routing(ctx context.Context, req *rpc.Request) error {
+	var id string
+	if err := req.Args.Scan(&id); err != nil {
+		return err
+	}
+	tx := req.Tx
+	s.mu.Lock()
+	s.routers[id] = tx
+	dump := s.dumpLocked()
+	s.mu.Unlock()
+	req.Receive(discardFunc(func() {
+		s.mu.Lock()
+		if s.routers[id] == tx {
+			delete(s.routers, id)
+		}
+		s.mu.Unlock()
+	}))
+	return tx.SendRaw(rpc.Write, dump)
+}
+
+// dumpLocked encodes the write args [{group: [[point, name], ...]}].
+func (s *Service) dumpLocked() rpc.Raw {
+	names := make([]string, 0, len(s.rings))
+	for name := range s.rings {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	b := rpc.AppendArrayHeader(nil, 1)
+	b = rpc.AppendMapHeader(b, len(names))
+	for _, name := range names {
+		b = rpc.AppendString(b, name)
+		b, _ = s.rings[name].AppendMsgpack(b)
+	}
+	return b
+}
+
+func (s *Service) refresh(ctx context.Context, req *rpc.Request) error {
+	var names []string
+	if err := req.Args.Scan(&names); err != nil {
+		return err
+	}
+	tx := req.Tx
+	if !s.work.Go(func(ctx context.Context) {
+		if err := s.Refresh(ctx, names); err != nil {
+			tx.Error(errorTable.Wire(err))
+			return
+		}
+		tx.Value()
+	}) {
+		return rpc.ErrNotConnected
+	}
+	return nil
+}
+
+// Refresh reloads the named routing groups from storage (every stored group if names is
+// empty): a group that is gone or no longer tagged active is dropped. Attached routers
+// then get a full dump.
+func (s *Service) Refresh(ctx context.Context, names []string) error {
+	if s.groups == nil {
+		return nil
+	}
+	active, err := s.groups.Find(ctx, GroupsCollection, GroupTags)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrRoutingStorage, err)
+	}
+	all := len(names) == 0
+	if all {
+		names = active
+	}
+	loaded := map[string]*Ring{}
+	var errs []error
+	for _, name := range names {
+		if !slices.Contains(active, name) {
+			continue // removed or deactivated
+		}
+		blob, err := s.groups.Read(ctx, GroupsCollection, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: group %q: %v", ErrRoutingStorage, name, err))
+			continue
+		}
+		members, err := DecodeGroup(blob)
+		if err == nil {
+			loaded[name], err = NewRing(members)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("group %q: %w", name, err))
+		}
+	}
+	s.mu.Lock()
+	if all {
+		s.rings = loaded
+	} else {
+		for _, name := range names {
+			if r, ok := loaded[name]; ok {
+				s.rings[name] = r
+			} else {
+				delete(s.rings, name)
+			}
+		}
+	}
+	dump := s.dumpLocked()
+	routers := make([]*rpc.Tx, 0, len(s.routers))
+	for _, tx := range s.routers {
+		routers = append(routers, tx)
+	}
+	s.mu.Unlock()
+	for _, tx := range routers {
+		tx.SendRaw(rpc.Write, dump) // a router whose client is gone is cleaned up by its discard
+	}
+	return errors.Join(errs...)
+}
+
+// Groups returns the names of the loaded routing groups.
+func (s *Service) Groups() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.rings))
+	for name := range s.rings {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
