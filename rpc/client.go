@@ -346,9 +346,12 @@ var LocatorGraph = ServiceGraph(3,
 // DefaultLocator is where clients look for the locator unless told otherwise.
 var DefaultLocator = Endpoint{Host: "127.0.0.1", Port: 10053}
 
-// Resolve asks the locator at endpoints where service name lives. seed, if not empty, is
+// Resolve asks the locator at endpoints (DefaultLocator if none) where service name lives. seed, if not empty, is
 // the routing-group seed.
 func Resolve(ctx context.Context, locator []Endpoint, name, seed string, cfg DialConfig) (ResolveResult, error) {
+	if len(locator) == 0 {
+		locator = []Endpoint{DefaultLocator}
+	}
 	conn, err := Dial(ctx, locator, LocatorGraph, cfg)
 	if err != nil {
 		return ResolveResult{}, err
@@ -374,11 +377,9 @@ func ResolveOn(ctx context.Context, locator *Conn, name, seed string) (ResolveRe
 	return DecodeResolve(a)
 }
 
-// Service resolves name through the locator and connects to it.
+// Service resolves name through the locator (DefaultLocator if none is given) and
+// connects to it.
 func Service(ctx context.Context, locator []Endpoint, name string, cfg DialConfig) (*Conn, error) {
-	if len(locator) == 0 {
-		locator = []Endpoint{DefaultLocator}
-	}
 	r, err := Resolve(ctx, locator, name, "", cfg)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cocaine/cocaine/rpc"
+	"github.com/cocaine/cocaine/services/logging"
+	"github.com/cocaine/cocaine/services/storage"
+)
+
+// Config is everything the daemon needs. cmd/cocaine fills it from defaults, the config
+// file and flags, in that order; nothing else reads files or the environment.
+type Config struct {
+	// DataDir holds the node's state: its uuid, the storage database.
+	DataDir string `json:"data_dir"`
+	// UUID identifies the node. Empty: generated once and kept in DataDir/uuid.
+	UUID    string         `json:"uuid,omitempty"`
+	Network NetworkConfig  `json:"network"`
+	Locator LocatorConfig  `json:"locator"`
+	Logging logging.Config `json:"logging"`
+	Storage storage.Config `json:"storage"`
+	RPC     RPCConfig      `json:"rpc"`
+}
+
+// NetworkConfig says where services listen and what they advertise (protocol.md §7.6).
+type NetworkConfig struct {
+	// Endpoint is the address every service binds. "::" or "0.0.0.0" binds all addresses
+	// and advertises every address Hostname resolves to.
+	Endpoint string `json:"endpoint"`
+	// Hostname is resolved to advertise an unspecified Endpoint; the machine's name if
+	// empty.
+	Hostname string `json:"hostname,omitempty"`
+	// Advertise overrides the advertised addresses (IP literals), e.g. behind NAT.
+	Advertise []string `json:"advertise,omitempty"`
+	// Pinned gives fixed ports by service name. The locator's is 10053 unless set.
+	Pinned map[string]int `json:"pinned,omitempty"`
+	// Shared is a [min, max) port range for the other services; empty means ports chosen
+	// by the kernel.
+	Shared []int `json:"shared,omitempty"`
+}
+
+// LocatorConfig configures the locator service.
+type LocatorConfig struct {
+	// Restrict lists services never announced to other hosts.
+	Restrict []string `json:"restrict,omitempty"`
+	// Extra is sent as the x-cocaine-locator-extra header on connect streams.
+	Extra map[string]any `json:"extra,omitempty"`
+}
+
+// RPCConfig bounds the wire.
+type RPCConfig struct {
+	// MaxFrameSize bounds one incoming frame, in bytes.
+	MaxFrameSize int `json:"max_frame_size,omitempty"`
+}
+
+// DefaultLocatorPort is the locator's conventional port.
+const DefaultLocatorPort = 10053
+
+// DefaultDataDir is /var/lib/cocaine for root and ~/.local/share/cocaine otherwise.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/cocaine"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "cocaine")
+	}
+	return filepath.Join(os.TempDir(), "cocaine")
+}
+
+// DefaultConfig is a single node on 127.0.0.1 with the locator on 10053.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: DefaultDataDir(),
+		Network: NetworkConfig{
+			Endpoint: "127.0.0.1",
+			Pinned:   map[string]int{"locator": DefaultLocatorPort},
+		},
+		Logging: logging.DefaultConfig(),
+		RPC:     RPCConfig{MaxFrameSize: rpc.DefaultMaxFrameSize},
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if c.UUID != "" && strings.ContainsAny(c.UUID, "/\x00") {
+		errs = append(errs, fmt.Errorf("uuid %q must not contain '/' or NUL", c.UUID))
+	}
+	n := c.Network
+	if net.ParseIP(n.Endpoint) == nil {
+		errs = append(errs, fmt.Errorf("network.endpoint %q is not an IP address", n.Endpoint))
+	}
+	for _, a := range n.Advertise {
+		if ip := net.ParseIP(a); ip == nil || ip.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("network.advertise: %q is not a usable IP address", a))
+		}
+	}
+	ports := map[int]string{}
+	for name, p := range n.Pinned {
+		if p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("network.pinned.%s: port %d is out of range", name, p))
+		}
+		if other, ok := ports[p]; ok && p != 0 {
+			errs = append(errs, fmt.Errorf("network.pinned: %s and %s both use port %d", name, other, p))
+		}
+		ports[p] = name
+	}
+	switch {
+	case len(n.Shared) == 0:
+	case len(n.Shared) != 2:
+		errs = append(errs, fmt.Errorf("network.shared must be [min, max], got %d numbers", len(n.Shared)))
+	case n.Shared[0] < 1 || n.Shared[1] > 65536 || n.Shared[0] >= n.Shared[1]:
+		errs = append(errs, fmt.Errorf("network.shared [%d, %d) is not a valid port range", n.Shared[0], n.Shared[1]))
+	}
+	if c.RPC.MaxFrameSize < 0 {
+		errs = append(errs, fmt.Errorf("rpc.max_frame_size must not be negative, got %d", c.RPC.MaxFrameSize))
+	}
+	if err := c.Logging.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Storage.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,270 @@
+// Package daemon builds every component of a cocaine node from a Config, in dependency
+// order, and runs them: the storage backend, then the services (locator, logging,
+// storage), each on its own port and exposed in the locator's registry.
+//
+//	d, err := daemon.New(cfg, log) // validates; starts nothing
+//	go d.Run(ctx)                  // blocks until ctx is done or a component fails
+//	<-d.Ready()                    // every service listens and is resolvable
+//	ep := d.Endpoint("locator")
+//
+// Run returns only when every goroutine, listener, connection and file it opened is
+// closed again.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cocaine/cocaine/locator"
+	"github.com/cocaine/cocaine/rpc"
+	"github.com/cocaine/cocaine/services"
+	"github.com/cocaine/cocaine/services/logging"
+	"github.com/cocaine/cocaine/services/storage"
+)
+
+// Daemon is one cocaine node.
+type Daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
+
+	mu        sync.Mutex
+	endpoints map[string][]rpc.Endpoint
+	uuid      string
+}
+
+// New validates cfg. It starts nothing and touches no file.
+func New(cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), endpoints: map[string][]rpc.Endpoint{}}, nil
+}
+
+// Ready is closed once every service listens and is exposed in the locator.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Endpoint returns the advertised endpoints of a built-in service, once Ready.
+func (d *Daemon) Endpoint(name string) []rpc.Endpoint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.endpoints[name]
+}
+
+// UUID is the node's id, once Ready.
+func (d *Daemon) UUID() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.uuid
+}
+
+// service is one built-in service with its listener.
+type service struct {
+	name string
+	svc  services.Service
+	ln   net.Listener
+}
+
+// Run starts the node and blocks until ctx is done (nil) or a component fails (its
+// error). Everything it started is stopped when it returns.
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	cfg := d.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	id, err := loadUUID(cfg.DataDir, cfg.UUID)
+	if err != nil {
+		return err
+	}
+	d.log.Info("starting node", "uuid", id, "data_dir", cfg.DataDir)
+
+	backend, err := storage.Open(cfg.Storage, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := backend.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	reg := locator.NewRegistry()
+	loc, err := locator.New(locator.Config{UUID: id, Restrict: cfg.Locator.Restrict, Extra: cfg.Locator.Extra}, reg, backend, d.log)
+	if err != nil {
+		return err
+	}
+	lg, err := logging.New(cfg.Logging, d.log)
+	if err != nil {
+		return err
+	}
+	defer lg.Close()
+	all := []*service{
+		{name: locator.Name, svc: loc},
+		{name: logging.Name, svc: lg},
+		{name: storage.Name, svc: storage.New(backend, d.log)},
+	}
+	// Listeners first, so a port conflict fails the start before anything runs.
+	defer func() {
+		for _, s := range all {
+			if s.ln != nil {
+				s.ln.Close()
+			}
+		}
+	}()
+	for _, s := range all {
+		if s.ln, err = d.listen(s.name); err != nil {
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	sessCfg := rpc.SessionConfig{MaxFrameSize: cfg.RPC.MaxFrameSize, Log: d.log}
+	for _, s := range all {
+		eps, err := d.advertise(s.ln.Addr().(*net.TCPAddr))
+		if err != nil {
+			return err
+		}
+		disp := s.svc.Dispatcher()
+		withdraw, err := reg.Expose(locator.Entry{
+			Name: s.name, Endpoints: eps, Version: disp.Graph().Version, Graph: disp.Graph(),
+			Restricted: s.name == locator.Name,
+		})
+		if err != nil {
+			return err
+		}
+		defer withdraw()
+		d.mu.Lock()
+		d.endpoints[s.name] = eps
+		d.mu.Unlock()
+		srv := rpc.NewServer(disp, sessCfg)
+		g.Go(func() error { return srv.Serve(gctx, s.ln) })
+		g.Go(func() error {
+			if err := s.svc.Run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			return nil
+		})
+		d.log.Info("service listening", "service", s.name, "endpoints", fmt.Sprint(eps))
+	}
+	d.mu.Lock()
+	d.uuid = id
+	d.mu.Unlock()
+	close(d.ready)
+	err = g.Wait()
+	d.log.Info("node stopped", "uuid", id)
+	return err
+}
+
+// listen binds the service's port: pinned, else the first free port of the shared range
+// (tried in random order, as the original shuffles it), else one the kernel picks.
+func (d *Daemon) listen(name string) (net.Listener, error) {
+	n := d.cfg.Network
+	host := n.Endpoint
+	if port, ok := n.Pinned[name]; ok {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: listen on pinned port %d: %w", name, port, err)
+		}
+		return ln, nil
+	}
+	if len(n.Shared) == 2 {
+		ports := mrand.Perm(n.Shared[1] - n.Shared[0])
+		for _, p := range ports {
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(n.Shared[0]+p)))
+			if err == nil {
+				return ln, nil
+			}
+		}
+		return nil, fmt.Errorf("%s: no free port in the shared range [%d, %d)", name, n.Shared[0], n.Shared[1])
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen: %w", name, err)
+	}
+	return ln, nil
+}
+
+// advertise computes the endpoints published for a bound address (protocol.md §7.6).
+func (d *Daemon) advertise(addr *net.TCPAddr) ([]rpc.Endpoint, error) {
+	n := d.cfg.Network
+	port := uint16(addr.Port)
+	if len(n.Advertise) > 0 {
+		eps := make([]rpc.Endpoint, len(n.Advertise))
+		for i, a := range n.Advertise {
+			eps[i] = rpc.Endpoint{Host: a, Port: port}
+		}
+		return eps, nil
+	}
+	if !addr.IP.IsUnspecified() {
+		return []rpc.Endpoint{{Host: addr.IP.String(), Port: port}}, nil
+	}
+	host := n.Hostname
+	if host == "" {
+		var err error
+		if host, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("advertise: %w", err)
+		}
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return nil, fmt.Errorf("advertise: the bind address is unspecified and host name %q does not resolve (set network.advertise): %v", host, err)
+	}
+	eps := make([]rpc.Endpoint, 0, len(ips))
+	for _, ip := range ips {
+		eps = append(eps, rpc.Endpoint{Host: ip.String(), Port: port})
+	}
+	return eps, nil
+}
+
+// loadUUID returns the configured uuid, or the one kept in the data dir, or a new one
+// that is then kept there so the node keeps its identity across restarts.
+func loadUUID(dir, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	path := filepath.Join(dir, "uuid")
+	data, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(data))
+		if id == "" {
+			return "", fmt.Errorf("uuid file %s is empty; remove it to generate a new id", path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("uuid: %w", err)
+	}
+	id := newUUID()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("uuid: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("uuid: %w", err)
+	}
+	return id, nil
+}
+
+// newUUID returns a random lowercase RFC 4122 uuid, as the original generates.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
