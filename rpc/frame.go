@@ -56,6 +56,20 @@ func AppendArgs(b []byte, args ...any) ([]byte, error) {
 // applying stored header literals to table. Errors wrap ErrParse, ErrFrameFormat or
 // ErrHPACK, each fatal to a connection.
 func DecodeFrame(b []byte, table *HeaderTable) (Frame, error) {
+	// Parse the whole object before checking its shape, as the original does: undecodable
+	// bytes anywhere (0xc1, a truncated object) are a parse error, not a format error.
+	end, err := skipObject(b, 0)
+	if err != nil {
+		return Frame{}, fmt.Errorf("%w: %v", ErrParse, err)
+	}
+	if end != len(b) {
+		return Frame{}, fmt.Errorf("%w: %d bytes after the frame", ErrParse, len(b)-end)
+	}
+	return decodeFrame(b, table)
+}
+
+// decodeFrame is DecodeFrame for b that holds exactly one well-formed object.
+func decodeFrame(b []byte, table *HeaderTable) (Frame, error) {
 	var f Frame
 	d := NewDecoder(b)
 	n, err := d.ArrayLen()
@@ -82,7 +96,7 @@ func DecodeFrame(b []byte, table *HeaderTable) (Frame, error) {
 	}
 	if n >= 4 {
 		if d.Peek() != KindArray {
-			return f, fmt.Errorf("%w: headers must be an array, got %s", ErrHPACK, d.Peek())
+			return f, fmt.Errorf("%w: headers must be an array, got %s", ErrFrameFormat, d.Peek())
 		}
 		if f.Headers, err = table.DecodeHeaders(d, nil); err != nil {
 			return f, err
@@ -139,7 +153,7 @@ func (fr *FrameReader) Next() (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
-	return DecodeFrame(raw, &fr.Table)
+	return decodeFrame(raw, &fr.Table) // NextRaw has parsed it
 }
 
 // NextRaw returns the bytes of the next complete MessagePack object without decoding it.

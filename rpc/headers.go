@@ -168,8 +168,11 @@ func (t *HeaderTable) DecodeHeaders(d *Decoder, dst []Header) ([]Header, error) 
 
 func (t *HeaderTable) decodeEntry(d *Decoder) (Header, error) {
 	switch d.Peek() {
-	case KindUint:
-		i, _ := d.Uint()
+	case KindUint, KindInt: // any width: msgpack-c reads a non-negative 0xd0-0xd3 as positive
+		i, err := d.Uint()
+		if err != nil {
+			return Header{}, fmt.Errorf("%w: header index: %v", ErrHPACK, err)
+		}
 		return t.Get(i)
 	case KindArray:
 	default:
@@ -184,8 +187,11 @@ func (t *HeaderTable) decodeEntry(d *Decoder) (Header, error) {
 	}
 	var h Header
 	switch d.Peek() {
-	case KindUint:
-		i, _ := d.Uint()
+	case KindUint, KindInt:
+		i, err := d.Uint()
+		if err != nil {
+			return Header{}, fmt.Errorf("%w: header name index: %v", ErrHPACK, err)
+		}
 		named, err := t.Get(i)
 		if err != nil {
 			return Header{}, err
@@ -277,16 +283,17 @@ func (t Trace) Traced() bool { return t.TraceID != 0 }
 // triple must be consistent, or the error (fatal to the connection) wraps ErrHPACK.
 func traceFromHeaders(hs []Header) (Trace, error) {
 	var t Trace
-	var have int
+	var have uint8 // one bit per id seen; as the original, the first of repeated names counts
 	for _, h := range hs {
 		var dst *uint64
+		var bit uint8
 		switch h.Name {
 		case HeaderTraceID:
-			dst = &t.TraceID
+			dst, bit = &t.TraceID, 1
 		case HeaderSpanID:
-			dst = &t.SpanID
+			dst, bit = &t.SpanID, 2
 		case HeaderParentID:
-			dst = &t.ParentID
+			dst, bit = &t.ParentID, 4
 		case HeaderTraceBit:
 			switch string(h.Value) {
 			case "0":
@@ -300,13 +307,16 @@ func traceFromHeaders(hs []Header) (Trace, error) {
 		default:
 			continue
 		}
+		if have&bit != 0 {
+			continue
+		}
 		if len(h.Value) != 8 {
 			return Trace{}, fmt.Errorf("%w: %s must be 8 bytes, got %d", ErrHPACK, h.Name, len(h.Value))
 		}
 		*dst = binary.LittleEndian.Uint64(h.Value)
-		have++
+		have |= bit
 	}
-	if have < 3 {
+	if have != 7 {
 		return Trace{Verbose: t.Verbose}, nil
 	}
 	if t.TraceID == 0 && (t.SpanID != 0 || t.ParentID != 0) {

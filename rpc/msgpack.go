@@ -118,9 +118,9 @@ type Marshaler interface {
 }
 
 // AppendValue appends v. It handles nil, booleans, every integer and float kind, string,
-// []byte, Raw, Marshaler, *Error (as [[category, code], message] is NOT implied: an *Error
-// encodes as [category, code]), slices, arrays, maps (keys sorted so the output is
-// deterministic) and pointers to those. Other types are an error.
+// []byte, Raw, Marshaler (an *Error encodes as the error args [[category, code], message]),
+// slices, arrays, maps (keys sorted so the output is deterministic) and pointers to
+// those. Other types are an error.
 func AppendValue(b []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:

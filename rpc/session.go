@@ -427,7 +427,7 @@ func (s *Session) Open(m Method, args Raw, headers []Header, trace Trace, r Rece
 		s.channels[ch.id] = ch
 	}
 	// Enqueue under mu so that ids reach the wire in increasing order.
-	err := tx.sendLocked(m.ID, m.Dispatch, args)
+	err := tx.sendLocked(m.ID, m.Dispatch, args, nil)
 	s.mu.Unlock()
 	if err != nil {
 		s.forget(ch.id)
@@ -478,7 +478,11 @@ func (t *Tx) Send(typ uint64, args ...any) error {
 }
 
 // SendRaw sends message typ with pre-encoded args (an array; nil for []).
-func (t *Tx) SendRaw(typ uint64, args Raw) error {
+func (t *Tx) SendRaw(typ uint64, args Raw) error { return t.SendHeaders(typ, args, nil) }
+
+// SendHeaders sends message typ with pre-encoded args and extra headers for this frame
+// only (after the trace headers).
+func (t *Tx) SendHeaders(typ uint64, args Raw, headers []Header) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state.IsTerminal() {
@@ -488,7 +492,7 @@ func (t *Tx) SendRaw(typ uint64, args Raw) error {
 	if !ok {
 		return fmt.Errorf("%w: message %d is not allowed on channel %d now", ErrSlotNotFound, typ, t.id)
 	}
-	return t.sendLocked(typ, tr.Next, args)
+	return t.sendLocked(typ, tr.Next, args, headers)
 }
 
 func (t *Tx) canSend(typ uint64) bool {
@@ -511,7 +515,7 @@ func (t *Tx) SendName(name string, args ...any) error {
 
 // sendLocked enqueues the frame and moves to next (nil: stay). t.mu (or, for the first
 // message of a channel we open, s.mu) must be held.
-func (t *Tx) sendLocked(typ uint64, next *State, args Raw) error {
+func (t *Tx) sendLocked(typ uint64, next *State, args Raw, extra []Header) error {
 	err := t.s.w.frame(func(b []byte, enc *HeaderEncoder) ([]byte, error) {
 		b = append(b, 0x94)
 		b = AppendUint(b, t.id)
@@ -521,17 +525,21 @@ func (t *Tx) sendLocked(typ uint64, next *State, args Raw) error {
 		} else {
 			b = append(b, args...)
 		}
+		n := len(t.headers) + len(extra)
 		switch {
 		case t.reply:
-			b = AppendArrayHeader(b, 3+len(t.headers))
+			b = AppendArrayHeader(b, 3+n)
 			b = appendTrace(b, t.trace)
 		case t.trace.Traced():
-			b = AppendArrayHeader(b, 3+len(t.headers))
+			b = AppendArrayHeader(b, 3+n)
 			b = appendTraceIndexed(b, t.trace)
 		default:
-			b = AppendArrayHeader(b, len(t.headers))
+			b = AppendArrayHeader(b, n)
 		}
 		for _, h := range t.headers {
+			b = enc.AppendHeader(b, h)
+		}
+		for _, h := range extra {
 			b = enc.AppendHeader(b, h)
 		}
 		return b, nil
