@@ -3,7 +3,8 @@ module github.com/cocaine/cocaine
 go 1.26.8
 
 require (
-	go.etcd.io/bbolt v1.5.0 // indirect
-	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.45.0 // indirect
+	go.etcd.io/bbolt v1.5.0
+	golang.org/x/sync v0.24.0
 )
+
+require golang.org/x/sys v0.45.0 // indirect
