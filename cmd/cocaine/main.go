@@ -158,7 +158,42 @@ func loadConfig(path string, cfg *daemon.Config) error {
 	if dec.More() {
 		return fmt.Errorf("config %s: more than one JSON value", path)
 	}
+	// Free-form values travel on the wire: give them msgpack's integer types, not strings.
+	for k, v := range cfg.Locator.Extra {
+		cfg.Locator.Extra[k] = jsonNumbers(v)
+	}
+	for i, v := range cfg.Logging.DefaultFilter {
+		cfg.Logging.DefaultFilter[i] = jsonNumbers(v)
+	}
 	return nil
+}
+
+// jsonNumbers replaces json.Number in a decoded JSON value by uint64 (non-negative
+// integers), int64 (negative ones) or float64.
+func jsonNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			if i >= 0 {
+				return uint64(i)
+			}
+			return i
+		}
+		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+			return u
+		}
+		f, _ := x.Float64()
+		return f
+	case []any:
+		for i, e := range x {
+			x[i] = jsonNumbers(e)
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonNumbers(e)
+		}
+	}
+	return v
 }
 
 func run(cfg daemon.Config, lo logOptions, stderr io.Writer) int {

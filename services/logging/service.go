@@ -2,7 +2,6 @@ package logging
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,19 +108,11 @@ func (c Config) filters() ([]Filter, error) {
 	return out, nil
 }
 
-// normalize turns JSON-decoded values (json.Number, float64) into the integer types the
-// wire decoder produces, so a filter reads the same from the config file as from a client.
+// normalize turns integral float64s (as encoding/json decodes numbers) into the integer
+// types the wire decoder produces, so a filter reads the same from a config as from a
+// client.
 func normalize(v any) any {
 	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			if i >= 0 {
-				return uint64(i)
-			}
-			return i
-		}
-		f, _ := x.Float64()
-		return f
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
 			if x >= 0 {
