@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
+	"time"
 )
 
 // A Session is one connection: many channels multiplexed over it (protocol.md §2).
@@ -46,7 +46,6 @@ type Session struct {
 	closed   bool
 	err      error // why the session ended
 
-	inflight atomic.Int64 // handlers running or channels open, for tests and stats
 }
 
 // SessionConfig configures a Session.
@@ -67,6 +66,9 @@ type SessionConfig struct {
 	// Log receives connection-level events; nil discards them.
 	Log *slog.Logger
 }
+
+// shutdownGrace bounds the final flush of a session that ends cleanly.
+const shutdownGrace = 5 * time.Second
 
 // channel is the session's record of one channel.
 type channel struct {
@@ -190,7 +192,9 @@ func (s *Session) shutdown(err error) {
 			s.w.fail(ErrNotConnected)
 			s.conn.Close()
 		} else {
-			// Wake the reader; the writer flushes what is queued before the close in Run.
+			// Wake the reader; the writer flushes what is queued before the close in Run,
+			// but a peer that stopped reading must not hold the shutdown up.
+			s.conn.SetWriteDeadline(time.Now().Add(shutdownGrace))
 			if tc, ok := s.conn.(interface{ CloseRead() error }); ok {
 				tc.CloseRead()
 			} else {

@@ -1,8 +1,11 @@
 package rpc_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,4 +98,68 @@ func TestErrorReply(t *testing.T) {
 	if !errors.As(err, &e) || e.Category != rpc.CategoryGeneric || e.Code != 2 || e.Message != "no such thing" {
 		t.Fatalf("got %#v", err)
 	}
+}
+
+// TestShutdownWithStuckPeer: a peer that sends requests but never reads the replies fills
+// the server's buffers; stopping the server must still finish, within the shutdown grace.
+func TestShutdownWithStuckPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := rpc.NewServer(rpctest.EchoDispatcher(), rpc.SessionConfig{MaxPending: 64 << 10})
+	served := make(chan error, 1) // Serve's result
+	go func() { served <- srv.Serve(ctx, ln) }()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stream, _ := rpctest.EchoGraph.MethodByName("stream")
+	chunk := bytes.Repeat([]byte("x"), 32<<10)
+	wrote := make(chan struct{}) // closed when the writer goroutine gives up
+	var sent atomic.Int64
+	go func() {
+		defer close(wrote)
+		c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		var enc rpc.HeaderEncoder
+		args, _ := rpc.AppendArgs(nil, chunk)
+		b := rpc.AppendFrame(nil, &rpc.Frame{Channel: 1, Type: stream.ID}, &enc)
+		if _, err := c.Write(b); err != nil {
+			return
+		}
+		for {
+			n, err := c.Write(rpc.AppendFrame(nil, &rpc.Frame{Channel: 1, Type: rpc.Write, Args: args}, &enc))
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// Wait until the server is stuck: its buffers are full, so our writes stop progressing.
+	deadline := time.Now().Add(15 * time.Second)
+	for last := int64(-1); ; {
+		time.Sleep(200 * time.Millisecond)
+		now := sent.Load()
+		if now == last && now > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never stopped reading")
+		}
+		last = now
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return with a peer that stopped reading")
+	}
+	c.Close()
+	<-wrote
 }

@@ -64,7 +64,9 @@ func (w *writer) frame(fn func(b []byte, enc *HeaderEncoder) ([]byte, error)) er
 
 // loop writes batches until done is closed or a write fails. When done is closed it
 // writes what is pending first, so replies queued before a clean shutdown still go out.
+// Once it returns, every later frame fails, so no producer waits for a loop that is gone.
 func (w *writer) loop(done <-chan struct{}) error {
+	defer w.fail(ErrNotConnected)
 	for {
 		select {
 		case <-w.wake:
