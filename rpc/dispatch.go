@@ -27,6 +27,8 @@ type Request struct {
 
 	ch      *channel
 	session *Session
+	tx      Tx      // storage for Tx
+	chrec   channel // storage for ch
 }
 
 // Receive registers r for the later messages of this channel (after the first), for

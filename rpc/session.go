@@ -292,9 +292,8 @@ func (s *Session) open(f *Frame) error {
 	if err != nil {
 		return err
 	}
-	tx := &Tx{s: s, id: f.Channel, trace: trace, reply: true}
 	if f.Type >= ControlGoaway {
-		return s.control(f, tx)
+		return s.control(f, &Tx{s: s, id: f.Channel, trace: trace, reply: true})
 	}
 	d := s.cfg.Dispatcher
 	if d == nil {
@@ -304,21 +303,23 @@ func (s *Session) open(f *Frame) error {
 	if !ok {
 		return fmt.Errorf("%w: method %d on channel %d", ErrSlotNotFound, f.Type, f.Channel)
 	}
-	tx.state = slot.method.Upstream
-	ch := &channel{id: f.Channel, rx: slot.method.Dispatch, tx: tx}
-	if ch.rx == nil {
+	if slot.method.Dispatch == nil {
 		// "stay": the method's dispatch is the service's own protocol (none in core)
 		return fmt.Errorf("%w: method %q has a recursive root dispatch, which is not supported", ErrUnboundDispatch, slot.method.Name)
 	}
+	// One allocation holds the request, its Tx and the session's channel record.
 	req := &Request{
 		Method:  slot.method,
 		Args:    Args(f.Args),
 		Headers: f.Headers,
 		Trace:   trace,
-		Tx:      tx,
-		ch:      ch,
 		session: s,
 	}
+	req.tx = Tx{s: s, id: f.Channel, trace: trace, reply: true, state: slot.method.Upstream}
+	req.Tx = &req.tx
+	req.chrec = channel{id: f.Channel, rx: slot.method.Dispatch, tx: req.Tx}
+	req.ch = &req.chrec
+	ch := req.ch
 	if !ch.rx.IsTerminal() {
 		s.mu.Lock()
 		s.channels[ch.id] = ch
