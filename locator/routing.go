@@ -136,6 +136,10 @@ func DecodeGroup(blob []byte) (map[string]uint64, error) {
 	for name, w := range m {
 		switch x := w.(type) {
 		case uint64:
+			// The original's group is a map<string, unsigned int>: wider weights fail to load.
+			if x > math.MaxUint32 {
+				return nil, fmt.Errorf("%w: weight of %q must fit 32 bits, got %d", ErrInvalidGroup, name, x)
+			}
 			out[name] = x
 		case float64:
 			// The tools write JSON numbers; accept integral doubles.

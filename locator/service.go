@@ -69,7 +69,13 @@ type Service struct {
 	mu       sync.Mutex
 	rings    map[string]*Ring
 	routers  map[string]*rpc.Tx
-	connects map[string]*rpc.Tx // by the remote node's uuid: a new connect replaces the old
+	connects map[string]*connectStream // by the remote node's uuid: a new connect replaces the old
+}
+
+// connectStream is one connect channel; closing replaced ends it in favour of a newer one.
+type connectStream struct {
+	tx       *rpc.Tx
+	replaced chan struct{}
 }
 
 // New builds the locator service. groups may be nil (no routing groups).
@@ -85,16 +91,19 @@ func New(cfg Config, reg *Registry, groups GroupStore, log *slog.Logger) (*Servi
 	}
 	s := &Service{
 		cfg: cfg, reg: reg, groups: groups, log: log.With("component", "locator"),
-		rings: map[string]*Ring{}, routers: map[string]*rpc.Tx{}, connects: map[string]*rpc.Tx{},
+		rings: map[string]*Ring{}, routers: map[string]*rpc.Tx{}, connects: map[string]*connectStream{},
 		work: lifecycle.NewGroup(context.Background()),
 	}
-	if len(cfg.Extra) > 0 {
-		blob, err := rpc.Marshal(cfg.Extra)
-		if err != nil {
-			return nil, fmt.Errorf("locator: extra: %w", err)
-		}
-		s.extra = []rpc.Header{{Name: rpc.HeaderLocatorExtra, Value: blob}}
+	// The original sends the header on every connect write, an empty map included.
+	extra := cfg.Extra
+	if extra == nil {
+		extra = map[string]any{}
 	}
+	blob, err := rpc.Marshal(extra)
+	if err != nil {
+		return nil, fmt.Errorf("locator: extra: %w", err)
+	}
+	s.extra = []rpc.Header{{Name: rpc.HeaderLocatorExtra, Value: blob}}
 	d := rpc.NewDispatcher(rpc.LocatorGraph, errorTable, s.log)
 	d.MustHandle("resolve", s.resolve)
 	d.MustHandle("connect", s.connect)
@@ -162,24 +171,24 @@ func (s *Service) connect(ctx context.Context, req *rpc.Request) error {
 		return err
 	}
 	snapshot, w := s.reg.Watch(s.cfg.WatchBuffer)
+	stream := &connectStream{tx: req.Tx, replaced: make(chan struct{})}
 	s.mu.Lock()
-	old := s.connects[peer]
-	s.connects[peer] = req.Tx
-	s.mu.Unlock()
-	if old != nil {
-		old.Close()
+	if old := s.connects[peer]; old != nil {
+		close(old.replaced) // its goroutine closes the old stream and exits
 	}
+	s.connects[peer] = stream
+	s.mu.Unlock()
 	tx := req.Tx
 	started := s.work.Go(func(ctx context.Context) {
 		defer w.Stop()
 		defer func() {
 			s.mu.Lock()
-			if s.connects[peer] == tx {
+			if s.connects[peer] == stream {
 				delete(s.connects, peer)
 			}
 			s.mu.Unlock()
 		}()
-		if err := s.sendServices(tx, snapshot, false); err != nil {
+		if err := s.sendServices(tx, snapshot, false, true); err != nil {
 			return
 		}
 		done := req.Session().Done()
@@ -192,10 +201,13 @@ func (s *Service) connect(ctx context.Context, req *rpc.Request) error {
 					}
 					return
 				}
-				if err := s.sendServices(tx, []*Entry{u.Entry}, u.Removed); err != nil {
+				if err := s.sendServices(tx, []*Entry{u.Entry}, u.Removed, false); err != nil {
 					return
 				}
 			case <-done:
+				return
+			case <-stream.replaced:
+				tx.Close()
 				return
 			case <-ctx.Done():
 				tx.Close()
@@ -210,7 +222,7 @@ func (s *Service) connect(ctx context.Context, req *rpc.Request) error {
 	return nil
 }
 
-func (s *Service) sendServices(tx *rpc.Tx, es []*Entry, removed bool) error {
+func (s *Service) sendServices(tx *rpc.Tx, es []*Entry, removed, snapshot bool) error {
 	b := rpc.AppendArrayHeader(nil, 2)
 	b = rpc.AppendString(b, s.cfg.UUID)
 	var announced []*Entry
@@ -219,8 +231,8 @@ func (s *Service) sendServices(tx *rpc.Tx, es []*Entry, removed bool) error {
 			announced = append(announced, e)
 		}
 	}
-	if len(announced) == 0 && len(es) > 0 {
-		return nil // nothing announceable changed
+	if len(announced) == 0 && !snapshot {
+		return nil // nothing announceable changed; a snapshot is sent even when empty
 	}
 	b = rpc.AppendMapHeader(b, len(announced))
 	for _, e := range announced {
@@ -290,8 +302,16 @@ func (p *publishedProtocol) DecodeMsgpack(d *rpc.Decoder) error {
 // discardFunc runs a cleanup when the channel's client side ends, either way.
 type discardFunc func()
 
-func (f discardFunc) Receive(rpc.Message, bool) error { f(); return nil }
-func (f discardFunc) Discard(error)                   { f() }
+// Receive handles discard. The control messages that the graph also lists in this state
+// have no handler in the original, so they are fatal to the connection (protocol.md §3.6).
+func (f discardFunc) Receive(m rpc.Message, _ bool) error {
+	f()
+	if m.Type != 0 {
+		return fmt.Errorf("%w: %q inside a publish or routing channel", rpc.ErrSlotNotFound, m.Name)
+	}
+	return nil
+}
+func (f discardFunc) Discard(error) { f() }
 
 // routing attaches a router: a full dump of the rings now and after every refresh, until
 // the client sends discard or disconnects (no close is sent then, as in the original).
@@ -376,12 +396,15 @@ func (s *Service) Refresh(ctx context.Context, names []string) error {
 			continue
 		}
 		members, err := DecodeGroup(blob)
+		var ring *Ring
 		if err == nil {
-			loaded[name], err = NewRing(members)
+			ring, err = NewRing(members)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("group %q: %w", name, err))
+			continue // not loaded: a nil ring would crash the dump and resolve
 		}
+		loaded[name] = ring
 	}
 	s.mu.Lock()
 	if all {

@@ -135,6 +135,11 @@ func (s *Service) enqueue(req *rpc.Request, op func(ctx context.Context) ([]any,
 	q.running = true
 	s.mu.Unlock()
 	if !s.work.Go(func(ctx context.Context) { s.drain(ctx, sess, q) }) {
+		// Nothing will drain this queue: drop it, or later requests of the connection
+		// would be queued behind it and never answered.
+		s.mu.Lock()
+		delete(s.queues, sess)
+		s.mu.Unlock()
 		return fmt.Errorf("%w: the storage service is stopping", ErrClosed)
 	}
 	return nil
