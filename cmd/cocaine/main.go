@@ -153,6 +153,11 @@ func loadConfig(path string, cfg *daemon.Config) error {
 			line := 1 + bytes.Count(data[:se.Offset], []byte("\n"))
 			return fmt.Errorf("config %s: line %d: %v", path, line, err)
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			// A truncated or empty file: the decoder reports no offset, so name the last line.
+			line := 1 + bytes.Count(bytes.TrimRight(data, " \t\r\n"), []byte("\n"))
+			return fmt.Errorf("config %s: line %d: unexpected end of file", path, line)
+		}
 		return fmt.Errorf("config %s: %v", path, err)
 	}
 	if dec.More() {
