@@ -1,0 +1,2 @@
+// Package unicorn is the replicated configuration store.
+package unicorn
