@@ -30,10 +30,12 @@ var (
 	ErrLocked = errors.New("storage: database is locked by another process")
 
 	// ErrUnsupportedVersion: the data file was written by an incompatible version of the
-	// store, or is a bbolt file that is not a store at all.
+	// store, or is a bbolt file that is not a store at all; or a replicated command or
+	// snapshot is in a format version this build does not read.
 	ErrUnsupportedVersion = errors.New("storage: unsupported store version")
 
-	// ErrCorrupt: the data file breaks an invariant of the store's layout.
+	// ErrCorrupt: the data file breaks an invariant of the store's layout; or a
+	// replicated command, Apply result or snapshot is malformed.
 	ErrCorrupt = errors.New("storage: corrupt store")
 )
 
