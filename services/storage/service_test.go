@@ -23,7 +23,8 @@ import (
 )
 
 // These tests serve storage.New over a real loopback server, with Service.Run in a
-// goroutine, and talk to it through rpc clients and raw connections.
+// goroutine, and talk to it through rpc clients and raw connections. Each runs once per
+// backend: bolt, and replicated over a single-process consensus.
 
 // eventually polls cond until it returns nil, failing t after timeout.
 func eventually(t testing.TB, timeout time.Duration, cond func() error) {
@@ -69,18 +70,40 @@ func testCtx(t *testing.T) context.Context {
 
 type server struct {
 	ep   rpc.Endpoint
-	b    *storage.Bolt
+	b    storage.Backend
 	stop func() error // cancels Run and waits for it; idempotent
 }
 
-func serve(t *testing.T, opts storage.BoltOptions) *server {
+// backend opens an empty backend with the given value limit (its default if 0), closed
+// when the test ends.
+type backend func(t *testing.T, maxValueSize int) storage.Backend
+
+// forEachBackend runs test once for each Backend, as a subtest named after it.
+func forEachBackend(t *testing.T, test func(t *testing.T, open backend)) {
+	for _, be := range []struct {
+		name string
+		open backend
+	}{
+		{"bolt", func(t *testing.T, maxValueSize int) storage.Backend {
+			b, err := storage.OpenBolt(filepath.Join(t.TempDir(), "storage.db"), storage.BoltOptions{MaxValueSize: maxValueSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			return b
+		}},
+		{"replicated", func(t *testing.T, maxValueSize int) storage.Backend {
+			return storage.NewLocalReplicated(t, storage.ReplicatedConfig{MaxValueSize: maxValueSize})
+		}},
+	} {
+		t.Run(be.name, func(t *testing.T) { test(t, be.open) })
+	}
+}
+
+func serve(t *testing.T, open backend, maxValueSize int) *server {
 	t.Helper()
 	leakCheck(t)
-	b, err := storage.OpenBolt(filepath.Join(t.TempDir(), "storage.db"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := open(t, maxValueSize)
 	svc := storage.New(b, nil)
 	s := &server{b: b, ep: rpctest.Serve(t, svc.Dispatcher(), rpc.SessionConfig{})}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -194,7 +217,11 @@ func wantError(t *testing.T, err error, category, code int, parts ...string) {
 }
 
 func TestStorageRoundTrips(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStorageRoundTrips)
+}
+
+func testStorageRoundTrips(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	c := s.dial(t)
 	every := make([]byte, 256)
 	for i := range every {
@@ -276,7 +303,11 @@ func TestStorageRoundTrips(t *testing.T) {
 
 // The exact bytes of protocol.md §1.3 and §4.3.
 func TestStorageWire(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStorageWire)
+}
+
+func testStorageWire(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	w := dialRaw(t, s.ep)
 	trace := zeroTrace()
 	w.send(frame(2, 1, "apps", "echo", []byte("blob")))
@@ -289,7 +320,11 @@ func TestStorageWire(t *testing.T) {
 }
 
 func TestStorageErrors(t *testing.T) {
-	s := serve(t, storage.BoltOptions{MaxValueSize: 16})
+	forEachBackend(t, testStorageErrors)
+}
+
+func testStorageErrors(t *testing.T, open backend) {
+	s := serve(t, open, 16)
 	c := s.dial(t)
 	mustWrite(t, c, "apps", "echo", []byte("v"))
 
@@ -340,9 +375,24 @@ func TestStorageErrors(t *testing.T) {
 	}
 }
 
+// The replicated backend refuses large values with EFBIG, and says where they belong.
+func TestStorageReplicatedTooLarge(t *testing.T) {
+	s := serve(t, func(t *testing.T, _ int) storage.Backend {
+		return storage.NewLocalReplicated(t, storage.ReplicatedConfig{})
+	}, 0)
+	c := s.dial(t)
+	_, err := call(t, c, "write", "apps", "archive", make([]byte, storage.DefaultReplicatedValueSize+1))
+	wantError(t, err, 12, 27, fmt.Sprint(storage.DefaultReplicatedValueSize+1), "blob store")
+	mustWrite(t, c, "apps", "archive", make([]byte, storage.DefaultReplicatedValueSize))
+}
+
 // Undecodable arguments close the connection without a reply (protocol.md §2.6).
 func TestStorageFatal(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStorageFatal)
+}
+
+func testStorageFatal(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	for _, tc := range []struct {
 		name  string
 		frame []byte
@@ -364,7 +414,11 @@ func TestStorageFatal(t *testing.T) {
 // Writes pipelined on one connection are applied in the order they were sent: the last
 // one wins, and a read sent right after them sees it.
 func TestStoragePipelinedWrites(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStoragePipelinedWrites)
+}
+
+func testStoragePipelinedWrites(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	w := dialRaw(t, s.ep)
 	const n = 100
 	var batch []byte
@@ -397,7 +451,11 @@ func TestStoragePipelinedWrites(t *testing.T) {
 
 // Work outlives the connection that asked for it.
 func TestStorageWriteAfterDisconnect(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStorageWriteAfterDisconnect)
+}
+
+func testStorageWriteAfterDisconnect(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	for _, tc := range []struct {
 		name   string
 		writes int
@@ -429,7 +487,11 @@ func TestStorageWriteAfterDisconnect(t *testing.T) {
 
 // Different connections are served in parallel and each sees its own writes in order.
 func TestStorageConcurrentConnections(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStorageConcurrentConnections)
+}
+
+func testStorageConcurrentConnections(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		c := s.dial(t)
@@ -471,7 +533,11 @@ func TestStorageConcurrentConnections(t *testing.T) {
 // Run returns after cancel once the work in flight is done; later requests get an error
 // reply rather than none, and nothing leaks (serve's leak check runs last).
 func TestStorageRunShutdown(t *testing.T) {
-	s := serve(t, storage.BoltOptions{})
+	forEachBackend(t, testStorageRunShutdown)
+}
+
+func testStorageRunShutdown(t *testing.T, open backend) {
+	s := serve(t, open, 0)
 	c := s.dial(t)
 	ctx := testCtx(t)
 	var chans []*rpc.Channel
