@@ -1,5 +1,3 @@
-// Package storage implements Cocaine's storage service (protocol.md §6.3): blobs addressed
-// by (collection, key), each carrying a set of tags that find() intersects.
 package storage
 
 import (
