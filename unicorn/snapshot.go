@@ -36,12 +36,12 @@ type snapNode struct {
 
 // storeSnapshot is a copy of the state taken by Snapshot; Persist encodes it.
 type storeSnapshot struct {
-	rev, compacted     Revision
-	nextLease          LeaseID
-	rootCV, rootSeq    int64
-	nodes              []snapNode
-	leases             []LeaseInfo
-	events             []Event
+	rev, compacted  Revision
+	nextLease       LeaseID
+	rootCV, rootSeq int64
+	nodes           []snapNode
+	leases          []LeaseInfo
+	events          []Event
 }
 
 // Snapshot captures the state (raft.FSM). It copies the tree's metadata (values are
