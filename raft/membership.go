@@ -64,11 +64,17 @@ func (n *Node) joinLocal(payload []byte) error {
 			if s.Address == hraft.ServerAddress(req.Address) {
 				return nil
 			}
-			// Same server, new address: replace its entry.
-			if err := n.r.RemoveServer(s.ID, idx, 0).Error(); err != nil {
+			// Same server, new address: adding it again with its suffrage updates the
+			// address in place.
+			f := n.r.AddNonvoter(s.ID, hraft.ServerAddress(req.Address), idx, 0)
+			if s.Suffrage == hraft.Voter {
+				f = n.r.AddVoter(s.ID, hraft.ServerAddress(req.Address), idx, 0)
+			}
+			if err := f.Error(); err != nil {
 				return mapApplyError(err)
 			}
-			return n.joinLocal(payload)
+			n.log.Info("server address changed", "server", req.ID, "addr", req.Address)
+			return nil
 		}
 		if s.Suffrage == hraft.Voter {
 			voters++
@@ -287,6 +293,14 @@ func (n *Node) autopilot(ctx context.Context) {
 	var voters int
 	var deadVoters, deadNonvoters, healthy []hraft.Server
 	for _, s := range servers {
+		if string(s.ID) == n.cfg.ID && string(s.Address) != n.addr && s.Suffrage == hraft.Voter {
+			// This server restarted on another address (a port chosen by the kernel).
+			n.mu.Unlock()
+			if err := n.r.AddVoter(s.ID, hraft.ServerAddress(n.addr), idx, 0).Error(); err != nil {
+				n.log.Warn("could not update this server's address", "err", err)
+			}
+			return
+		}
 		if _, ok := n.seen[string(s.ID)]; !ok {
 			n.seen[string(s.ID)] = now
 		}

@@ -37,6 +37,7 @@ type Node struct {
 
 	// Set before started is closed, read-only afterwards.
 	r      *hraft.Raft
+	fresh  bool // started with no state and did not bootstrap: must be added by Join
 	snaps  hraft.SnapshotStore
 	addr   string
 	peers  *peerPool
@@ -117,6 +118,13 @@ func (n *Node) Addr() string {
 	default:
 		return ""
 	}
+}
+
+// Fresh reports, once Started, whether this server began with no state and did not
+// bootstrap: it is not part of any cluster until an existing member adds it (Join).
+func (n *Node) Fresh() bool {
+	<-n.started
+	return n.fresh
 }
 
 // Started is closed once Run is serving: the raft port listens and the other methods
@@ -220,6 +228,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("raft: start: %w", err)
 	}
 	n.r = r
+	n.fresh = !hasState && !cfg.Bootstrap
 	// Observations are dropped when this channel is full, so the leadership loop also
 	// resyncs on a ticker; 256 covers a burst of heartbeat failures.
 	obs := make(chan hraft.Observation, 256)

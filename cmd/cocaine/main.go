@@ -2,8 +2,10 @@
 //
 // Configuration is merged in this order: built-in defaults, then the JSON config file
 // given with --config (every key checked; unknown keys are errors), then flags. With no
-// flags at all, `cocaine run` is a single node on 127.0.0.1 with the locator on port 10053
-// and its data under /var/lib/cocaine (root) or ~/.local/share/cocaine.
+// flags at all, `cocaine run` is a single-node cluster on 127.0.0.1 with the locator on
+// port 10053, raft on 10052 and its data under /var/lib/cocaine (root) or
+// ~/.local/share/cocaine; `cocaine run --join HOST[:PORT]` joins an existing cluster
+// through any member's locator.
 package main
 
 import (
@@ -96,6 +98,8 @@ func parseRun(args []string, stderr io.Writer) (daemon.Config, logOptions, error
 	dataDir := fs.String("data-dir", "", "data `directory` (default "+cfg.DataDir+")")
 	endpoint := fs.String("endpoint", "", "`address` every service binds (default 127.0.0.1)")
 	locatorPort := fs.Int("locator-port", -1, "locator `port` (default 10053; 0 picks a free one)")
+	raftPort := fs.Int("raft-port", -1, "raft `port` (default 10052; 0 picks a free one, which changes at each start)")
+	join := fs.String("join", "", "join an existing cluster through these locator `endpoints` (host[:port],...; port 10053 by default)")
 	uuid := fs.String("uuid", "", "node `id` (default: generated once, kept in the data dir)")
 	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "daemon log `format`: text or json")
@@ -121,6 +125,15 @@ func parseRun(args []string, stderr io.Writer) (daemon.Config, logOptions, error
 			cfg.Network.Pinned = map[string]int{}
 		}
 		cfg.Network.Pinned["locator"] = *locatorPort
+	}
+	if *raftPort >= 0 {
+		if cfg.Network.Pinned == nil {
+			cfg.Network.Pinned = map[string]int{}
+		}
+		cfg.Network.Pinned["raft"] = *raftPort
+	}
+	if *join != "" {
+		cfg.Raft.Join = strings.Split(*join, ",")
 	}
 	if *uuid != "" {
 		cfg.UUID = *uuid

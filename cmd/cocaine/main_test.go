@@ -302,7 +302,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	dataDir := t.TempDir()
 	port := freePort(t)
 	stderr := &syncBuffer{}
-	cmd := exec.Command(bin, "run", "--data-dir", dataDir, "--locator-port", strconv.Itoa(port), "--log-format", "json")
+	cmd := exec.Command(bin, "run", "--data-dir", dataDir, "--locator-port", strconv.Itoa(port), "--raft-port", "0", "--log-format", "json")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

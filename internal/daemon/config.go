@@ -6,25 +6,61 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services/logging"
 	"github.com/cocaine/cocaine/services/storage"
+	"github.com/cocaine/cocaine/unicorn"
 )
 
 // Config is everything the daemon needs. cmd/cocaine fills it from defaults, the config
 // file and flags, in that order; nothing else reads files or the environment.
 type Config struct {
-	// DataDir holds the node's state: its uuid, the storage database.
+	// DataDir holds the node's state: its uuid and the Raft log, stable store and
+	// snapshots (raft/).
 	DataDir string `json:"data_dir"`
 	// UUID identifies the node. Empty: generated once and kept in DataDir/uuid.
 	UUID    string         `json:"uuid,omitempty"`
 	Network NetworkConfig  `json:"network"`
+	Raft    RaftConfig     `json:"raft"`
 	Locator LocatorConfig  `json:"locator"`
 	Logging logging.Config `json:"logging"`
-	Storage storage.Config `json:"storage"`
+	Storage StorageConfig  `json:"storage"`
+	Unicorn UnicornConfig  `json:"unicorn"`
 	RPC     RPCConfig      `json:"rpc"`
+}
+
+// StorageConfig configures the replicated storage service.
+type StorageConfig struct {
+	// MaxValueSize bounds one value (1 MiB if zero, at most 4 MiB: values travel
+	// through the Raft log).
+	MaxValueSize int `json:"max_value_size,omitempty"`
+}
+
+// UnicornConfig configures the unicorn service; zero fields take unicorn's defaults.
+type UnicornConfig struct {
+	// MaxValueSize bounds one value, in bytes of its msgpack encoding (1 MiB).
+	MaxValueSize int `json:"max_value_size,omitempty"`
+	// HistorySize is how many recent changes are kept for watches to resume (10,000).
+	HistorySize int `json:"history_size,omitempty"`
+	// HostLeaseTTL: this host's ephemeral nodes vanish this long after it dies (10s).
+	HostLeaseTTL Duration `json:"host_lease_ttl,omitempty"`
+	// SessionLeaseTTL: a client connection's ephemeral nodes and locks outlive a host
+	// that died under it by at most this (10s).
+	SessionLeaseTTL Duration `json:"session_lease_ttl,omitempty"`
+	// RequestTimeout bounds one consensus round trip of a request (10s).
+	RequestTimeout Duration `json:"request_timeout,omitempty"`
+}
+
+func (c UnicornConfig) unicornConfig() unicorn.Config {
+	return unicorn.Config{
+		MaxValueSize: c.MaxValueSize, HistorySize: c.HistorySize,
+		HostLeaseTTL: time.Duration(c.HostLeaseTTL), SessionLeaseTTL: time.Duration(c.SessionLeaseTTL),
+		RequestTimeout: time.Duration(c.RequestTimeout),
+	}
 }
 
 // NetworkConfig says where services listen and what they advertise (protocol.md §7.6).
@@ -78,7 +114,7 @@ func DefaultConfig() Config {
 		DataDir: DefaultDataDir(),
 		Network: NetworkConfig{
 			Endpoint: "127.0.0.1",
-			Pinned:   map[string]int{"locator": DefaultLocatorPort},
+			Pinned:   map[string]int{"locator": DefaultLocatorPort, "raft": DefaultRaftPort},
 		},
 		Logging: logging.DefaultConfig(),
 		RPC:     RPCConfig{MaxFrameSize: rpc.DefaultMaxFrameSize},
@@ -126,8 +162,35 @@ func (c Config) Validate() error {
 	if err := c.Logging.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.Storage.Validate(); err != nil {
+	if err := (storage.ReplicatedConfig{MaxValueSize: c.Storage.MaxValueSize}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("storage.max_value_size: %w", err))
+	}
+	if err := c.Unicorn.unicornConfig().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	rc := c.Raft.raftConfig()
+	rc.ID, rc.Dir, rc.Bind = "validate", "validate", "127.0.0.1:0"
+	if err := rc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, j := range c.Raft.Join {
+		if _, err := joinEndpoint(j); err != nil {
+			errs = append(errs, fmt.Errorf("raft.join: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// joinEndpoint parses a locator endpoint to join through: host[:port], port 10053 by
+// default.
+func joinEndpoint(s string) (rpc.Endpoint, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, strconv.Itoa(DefaultLocatorPort)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if host == "" || err != nil || p == 0 {
+		return rpc.Endpoint{}, fmt.Errorf("%q is not a locator endpoint host[:port]", s)
+	}
+	return rpc.Endpoint{Host: host, Port: uint16(p)}, nil
 }

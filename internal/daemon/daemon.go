@@ -1,14 +1,18 @@
 // Package daemon builds every component of a cocaine node from a Config, in dependency
-// order, and runs them: the storage backend, then the services (locator, logging,
-// storage), each on its own port and exposed in the locator's registry.
+// order, and runs them: the Raft node with the replicated state machines (unicorn and
+// storage), then the services (locator, logging, storage, unicorn, cluster), each on its
+// own port and exposed in the locator's registry.
 //
 //	d, err := daemon.New(cfg, log) // validates; starts nothing
 //	go d.Run(ctx)                  // blocks until ctx is done or a component fails
 //	<-d.Ready()                    // every service listens and is resolvable
 //	ep := d.Endpoint("locator")
 //
-// Run returns only when every goroutine, listener, connection and file it opened is
-// closed again.
+// A host with no Raft state bootstraps a single-host cluster, unless raft.join names
+// members to join through. Shutdown runs in the reverse order: the services stop
+// first (they depend on Raft), then the Raft node, which leaves the cluster first when
+// raft.leave_on_shutdown is set. Run returns only when every goroutine, listener,
+// connection and file it opened is closed again.
 package daemon
 
 import (
@@ -24,14 +28,24 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cocaine/cocaine/locator"
+	"github.com/cocaine/cocaine/raft"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services"
+	"github.com/cocaine/cocaine/services/cluster"
 	"github.com/cocaine/cocaine/services/logging"
 	"github.com/cocaine/cocaine/services/storage"
+	"github.com/cocaine/cocaine/unicorn"
+)
+
+// Tags of the replicated state machines in the Raft log (raft.Mux).
+const (
+	tagUnicorn = 'u'
+	tagStorage = 's'
 )
 
 // Daemon is one cocaine node.
@@ -39,10 +53,19 @@ type Daemon struct {
 	cfg   Config
 	log   *slog.Logger
 	ready chan struct{}
+	stop  chan struct{} // closed by Shutdown
+	once  sync.Once
+
+	// Hooks for tests (internal/testcluster): a listener for the raft port and the
+	// dialer of raft traffic.
+	RaftListener net.Listener
+	RaftDial     func(ctx context.Context, addr string) (net.Conn, error)
 
 	mu        sync.Mutex
 	endpoints map[string][]rpc.Endpoint
 	uuid      string
+	node      *raft.Node
+	unicorn   *unicorn.Service
 }
 
 // New validates cfg. It starts nothing and touches no file.
@@ -53,11 +76,16 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), endpoints: map[string][]rpc.Endpoint{}}, nil
+	return &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), stop: make(chan struct{}), endpoints: map[string][]rpc.Endpoint{}}, nil
 }
 
-// Ready is closed once every service listens and is exposed in the locator.
+// Ready is closed once every service listens and is exposed in the locator, and a
+// joining host has been admitted to the cluster.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Shutdown makes Run return as if its context ended (cocaine-tool cluster leave uses
+// it). It does not wait.
+func (d *Daemon) Shutdown() { d.once.Do(func() { close(d.stop) }) }
 
 // Endpoint returns the advertised endpoints of a built-in service, once Ready.
 func (d *Daemon) Endpoint(name string) []rpc.Endpoint {
@@ -71,6 +99,20 @@ func (d *Daemon) UUID() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.uuid
+}
+
+// Raft is the node's Raft server, once Ready (for tests and benchmarks).
+func (d *Daemon) Raft() *raft.Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.node
+}
+
+// Unicorn is the node's unicorn service, once Ready.
+func (d *Daemon) Unicorn() *unicorn.Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.unicorn
 }
 
 // service is one built-in service with its listener.
@@ -92,16 +134,79 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	d.log.Info("starting node", "uuid", id, "data_dir", cfg.DataDir)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // Shutdown ends Run as a cancelled context does
+		select {
+		case <-d.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
-	backend, err := storage.Open(cfg.Storage, cfg.DataDir)
+	// The replicated state machines, then the Raft node that drives them.
+	ucfg := cfg.Unicorn.unicornConfig()
+	store, err := unicorn.NewStore(ucfg)
 	if err != nil {
 		return err
 	}
+	state, err := storage.NewReplicatedState(storage.ReplicatedConfig{MaxValueSize: cfg.Storage.MaxValueSize})
+	if err != nil {
+		return err
+	}
+	mux := raft.NewMux()
+	mux.Register(tagUnicorn, store)
+	mux.Register(tagStorage, storageFSM{state})
+
+	raftLn := d.RaftListener
+	if raftLn == nil {
+		if raftLn, err = d.listen("raft"); err != nil {
+			return err
+		}
+	}
+	rcfg := cfg.Raft.raftConfig()
+	rcfg.ID = id
+	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
+	rcfg.Listener = raftLn
+	rcfg.Dial = d.RaftDial
+	rcfg.Bootstrap = len(cfg.Raft.Join) == 0
+	if rcfg.Advertise, err = d.raftAdvertise(raftLn); err != nil {
+		raftLn.Close()
+		return err
+	}
+	node, err := raft.New(rcfg, mux, d.log)
+	if err != nil {
+		raftLn.Close()
+		return err
+	}
+	uni, err := unicorn.New(ucfg, store, node.Sub(tagUnicorn), d.log)
+	if err != nil {
+		raftLn.Close()
+		return err
+	}
+	for name, h := range uni.LeaderHandlers() {
+		node.HandleLeader(name, raft.LeaderHandler(h))
+	}
+
+	raftCtx, raftCancel := context.WithCancel(context.Background())
+	defer raftCancel()
+	raftDone := make(chan error, 1) // Run's one result
+	go func() { raftDone <- node.Run(raftCtx) }()
 	defer func() {
-		if cerr := backend.Close(); cerr != nil && err == nil {
-			err = cerr
+		raftCancel()
+		if rerr := <-raftDone; rerr != nil && err == nil {
+			err = rerr
 		}
 	}()
+	select {
+	case <-node.Started():
+	case rerr := <-raftDone:
+		raftDone <- rerr
+		return rerr
+	}
+
+	backend := storage.NewReplicated(state, node.Sub(tagStorage))
+	defer backend.Close()
 
 	reg := locator.NewRegistry()
 	loc, err := locator.New(locator.Config{UUID: id, Restrict: cfg.Locator.Restrict, Extra: cfg.Locator.Extra}, reg, backend, d.log)
@@ -113,10 +218,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lg.Close()
+	cl, err := cluster.New(cluster.Config{MaxSnapshotSize: rcfg.MaxSnapshotSize, Shutdown: d.Shutdown}, clusterRaft{node}, d.log)
+	if err != nil {
+		return err
+	}
 	all := []*service{
 		{name: locator.Name, svc: loc},
 		{name: logging.Name, svc: lg},
 		{name: storage.Name, svc: storage.New(backend, d.log)},
+		{name: unicorn.Name, svc: uni},
+		{name: cluster.Name, svc: cl},
 	}
 	// Listeners first, so a port conflict fails the start before anything runs.
 	defer func() {
@@ -142,7 +253,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		disp := s.svc.Dispatcher()
 		withdraw, err := reg.Expose(locator.Entry{
 			Name: s.name, Endpoints: eps, Version: disp.Graph().Version, Graph: disp.Graph(),
-			Restricted: s.name == locator.Name,
+			Restricted: s.name == locator.Name || s.name == cluster.Name,
 		})
 		if err != nil {
 			return err
@@ -161,13 +272,90 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		})
 		d.log.Info("service listening", "service", s.name, "endpoints", fmt.Sprint(eps))
 	}
+	if len(cfg.Raft.Join) > 0 && node.Fresh() {
+		// A restarted member is in the configuration already; raft brings it back.
+		if err := d.join(gctx, node); err != nil {
+			cancel()
+			g.Wait()
+			return err
+		}
+	}
 	d.mu.Lock()
 	d.uuid = id
+	d.node = node
+	d.unicorn = uni
 	d.mu.Unlock()
 	close(d.ready)
 	err = g.Wait()
 	d.log.Info("node stopped", "uuid", id)
 	return err
+}
+
+// storageFSM gives the storage state the raft.FSM signature (services may not import
+// raft).
+type storageFSM struct{ *storage.ReplicatedState }
+
+func (f storageFSM) Snapshot() (raft.Snapshot, error) {
+	s, err := f.ReplicatedState.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// join admits this host to the cluster through the locators of raft.join: it asks the
+// first that answers (its cluster service forwards to the leader) to add this host's
+// raft address. A host that is already a member (a restart) is admitted at once.
+func (d *Daemon) join(ctx context.Context, node *raft.Node) error {
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		for _, j := range d.cfg.Raft.Join {
+			ep, _ := joinEndpoint(j)
+			err := d.joinThrough(ctx, ep, node)
+			if err == nil {
+				d.log.Info("joined the cluster", "through", ep.String())
+				return nil
+			}
+			lastErr = err
+			d.log.Warn("join attempt failed", "through", ep.String(), "err", err)
+		}
+		t := time.NewTimer(min(100*time.Millisecond<<min(attempt, 5), 5*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("join: %w (last: %v)", ctx.Err(), lastErr)
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Daemon) joinThrough(ctx context.Context, locatorEP rpc.Endpoint, node *raft.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := rpc.Service(ctx, []rpc.Endpoint{locatorEP}, cluster.Name, rpc.DialConfig{Log: d.log})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Call(ctx, "join", node.ID(), node.Addr())
+	if err != nil {
+		return err
+	}
+	_, err = ch.Get(ctx)
+	return err
+}
+
+// raftAdvertise is the raft address other hosts dial: raft.advertise, else the first
+// advertised address of the node with the raft port.
+func (d *Daemon) raftAdvertise(ln net.Listener) (string, error) {
+	if d.cfg.Raft.Advertise != "" {
+		return d.cfg.Raft.Advertise, nil
+	}
+	eps, err := d.advertise(ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		return "", err
+	}
+	return eps[0].String(), nil
 }
 
 // listen binds the service's port: pinned, else the first free port of the shared range

@@ -249,20 +249,19 @@ func TestCleanShutdown(t *testing.T) {
 			t.Errorf("port of %v still taken: %v", ep, err)
 		}
 	}
-	db, err := storage.OpenBolt(filepath.Join(cfg.DataDir, "storage.db"), storage.BoltOptions{})
-	if err != nil {
-		t.Fatalf("reopen the storage database: %v", err)
-	}
-	if v, err := db.Read(t.Context(), "c", "k"); err != nil || string(v) != "v" {
-		t.Errorf("read c/k = %q, %v", v, err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 	st.Close()
 	lg.Close()
 	raw.Close()
 	noGoroutineLeak(t, before)
+
+	// The write survived: the node's state is on disk in its Raft log and snapshots.
+	again := startNode(t, cfg)
+	st = connect(t, again, "storage")
+	var v []byte
+	mustCall(t, st, "read", []any{"c", "k"}, &v)
+	if string(v) != "v" {
+		t.Errorf("read c/k after a restart = %q", v)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -31,8 +31,12 @@ func testConfig(t *testing.T) daemon.Config {
 	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.Network.Pinned = map[string]int{"locator": 0}
+	cfg.Network.Pinned = map[string]int{"locator": 0, "raft": 0}
 	cfg.Logging.Sinks = nil
+	// A single-host cluster elects itself after one election timeout: keep it short.
+	cfg.Raft.HeartbeatTimeout = daemon.Duration(100 * time.Millisecond)
+	cfg.Raft.ElectionTimeout = daemon.Duration(100 * time.Millisecond)
+	cfg.Raft.LeaderLeaseTimeout = daemon.Duration(50 * time.Millisecond)
 	return cfg
 }
 

@@ -1,0 +1,273 @@
+// Package testcluster runs N cocaine daemons in one test process, each on its own
+// loopback address (127.0.0.11, .12, ...) with real sockets and real Raft on disk,
+// their Raft traffic going through a fault-injecting network.
+//
+//	c := testcluster.New(t, testcluster.Options{Nodes: 3}) // stopped when the test ends
+//	ld := c.WaitLeader(t)
+//	c.Net.Partition([]string{ld.Name}, c.Others(ld))      // cut the leader off; c.Net.Heal()
+//	c.Node(1).Stop(); c.Node(1).Restart()                 // a crash; same data dir, same ports
+//	conn := c.Node(0).Dial(t, "unicorn")                  // a client of node 0's unicorn
+//
+// Node 0 bootstraps the cluster; the others join it through its locator, as
+// `cocaine run --join` does. Stop is a crash (no leave); Leave is a graceful exit.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cocaine/cocaine/internal/daemon"
+	"github.com/cocaine/cocaine/internal/faultnet"
+	"github.com/cocaine/cocaine/rpc"
+)
+
+// Options shape a cluster.
+type Options struct {
+	// Nodes is how many hosts to start (at least 1).
+	Nodes int
+	// Configure, if set, edits each host's config before its first start.
+	Configure func(i int, cfg *daemon.Config)
+	// LogLevel of the daemons' logs, which go to the test's output (Warn if zero).
+	LogLevel slog.Level
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t     testing.TB
+	Net   *faultnet.Network
+	nodes []*Node
+	level slog.Level
+}
+
+// Node is one host of the cluster.
+type Node struct {
+	c     *Cluster
+	Index int
+	Name  string // its name in Net: "h0", "h1", ...
+	IP    string
+	cfg   daemon.Config
+
+	raftPort int
+	d        *daemon.Daemon
+	cancel   context.CancelFunc
+	done     chan error // Run's result
+}
+
+// New starts a cluster and registers its stop with t.Cleanup.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Nodes < 1 {
+		t.Fatal("testcluster: at least one node")
+	}
+	level := opts.LogLevel
+	if level == 0 {
+		level = slog.LevelWarn
+	}
+	c := &Cluster{t: t, Net: faultnet.New(), level: level}
+	t.Cleanup(c.Close)
+	for i := range opts.Nodes {
+		n := &Node{c: c, Index: i, Name: "h" + strconv.Itoa(i), IP: fmt.Sprintf("127.0.0.%d", 11+i)}
+		n.cfg = nodeConfig(t, n.IP)
+		if i > 0 {
+			n.cfg.Raft.Join = []string{c.nodes[0].Locator()[0].String()}
+		}
+		if opts.Configure != nil {
+			opts.Configure(i, &n.cfg)
+		}
+		c.nodes = append(c.nodes, n)
+		n.start()
+	}
+	return c
+}
+
+// nodeConfig is a host on ip with kernel-chosen ports and timeouts short enough for
+// tests on a loaded 2-core machine.
+func nodeConfig(t testing.TB, ip string) daemon.Config {
+	cfg := daemon.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Network.Endpoint = ip
+	cfg.Network.Pinned = map[string]int{"locator": 0}
+	cfg.Logging.Sinks = nil
+	leave := false
+	cfg.Raft.LeaveOnShutdown = &leave
+	cfg.Raft.HeartbeatTimeout = daemon.Duration(200 * time.Millisecond)
+	cfg.Raft.ElectionTimeout = daemon.Duration(200 * time.Millisecond)
+	cfg.Raft.LeaderLeaseTimeout = daemon.Duration(100 * time.Millisecond)
+	cfg.Raft.DeadServerTimeout = daemon.Duration(10 * time.Second)
+	cfg.Unicorn.HostLeaseTTL = daemon.Duration(2 * time.Second)
+	cfg.Unicorn.SessionLeaseTTL = daemon.Duration(2 * time.Second)
+	cfg.Unicorn.RequestTimeout = daemon.Duration(5 * time.Second)
+	return cfg
+}
+
+// Node returns host i.
+func (c *Cluster) Node(i int) *Node { return c.nodes[i] }
+
+// Nodes returns every host.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Names returns the names of the given hosts.
+func Names(ns ...*Node) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Name
+	}
+	return out
+}
+
+// Others returns the names of every host but those given.
+func (c *Cluster) Others(ns ...*Node) []string {
+	var out []string
+	for _, n := range c.nodes {
+		skip := false
+		for _, x := range ns {
+			skip = skip || x == n
+		}
+		if !skip {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// Close stops every running host.
+func (c *Cluster) Close() {
+	for _, n := range c.nodes {
+		n.Stop()
+	}
+}
+
+// WaitLeader waits until exactly one running host leads and every running host that
+// can reach it agrees, and returns it.
+func (c *Cluster) WaitLeader(t testing.TB) *Node {
+	t.Helper()
+	var leader *Node
+	Eventually(t, 30*time.Second, func() error {
+		leader = nil
+		for _, n := range c.nodes {
+			if !n.Running() {
+				continue
+			}
+			if ok, _ := n.d.Raft().Leadership(); ok {
+				if leader != nil {
+					return fmt.Errorf("two leaders: %s and %s", leader.Name, n.Name)
+				}
+				leader = n
+			}
+		}
+		if leader == nil {
+			return fmt.Errorf("no leader")
+		}
+		return nil
+	})
+	return leader
+}
+
+func (n *Node) start() {
+	t := n.c.t
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.IP, strconv.Itoa(n.raftPort)))
+	if err != nil {
+		t.Fatalf("%s: raft listener: %v", n.Name, err)
+	}
+	n.raftPort = ln.Addr().(*net.TCPAddr).Port
+	n.c.Net.Register(n.Name, ln.Addr().String())
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: n.c.level})).With("host", n.Name)
+	d, err := daemon.New(n.cfg, log)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("%s: %v", n.Name, err)
+	}
+	d.RaftListener = ln
+	d.RaftDial = n.c.Net.Dialer(n.Name)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.d, n.cancel = d, cancel
+	n.done = make(chan error, 1) // Run's one result
+	go func() { n.done <- d.Run(ctx) }()
+	select {
+	case <-d.Ready():
+	case err := <-n.done:
+		n.cancel = nil
+		t.Fatalf("%s stopped before it was ready: %v", n.Name, err)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s not ready", n.Name)
+	}
+	// A restart binds the same ports.
+	pinned := map[string]int{}
+	for _, name := range []string{"locator", "logging", "storage", "unicorn", "cluster"} {
+		if eps := d.Endpoint(name); len(eps) > 0 {
+			pinned[name] = int(eps[0].Port)
+		}
+	}
+	n.cfg.Network.Pinned = pinned
+}
+
+// Running reports whether the host runs.
+func (n *Node) Running() bool { return n.cancel != nil }
+
+// Daemon is the host's daemon (while it runs).
+func (n *Node) Daemon() *daemon.Daemon { return n.d }
+
+// Stop stops the host as a crash would: it does not leave the cluster. Idempotent.
+func (n *Node) Stop() {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	select {
+	case err := <-n.done:
+		if err != nil {
+			n.c.t.Errorf("%s: run: %v", n.Name, err)
+		}
+	case <-time.After(60 * time.Second):
+		n.c.t.Errorf("%s: Run did not return", n.Name)
+	}
+}
+
+// Restart starts a stopped host again with its data dir and ports.
+func (n *Node) Restart() {
+	n.Stop()
+	n.start()
+}
+
+// Locator is the host's locator endpoint.
+func (n *Node) Locator() []rpc.Endpoint { return n.d.Endpoint("locator") }
+
+// Dial connects to one of the host's services (by its well-known graph, resolved
+// through the host's locator). The connection is closed when the test ends.
+func (n *Node) Dial(t testing.TB, service string) *rpc.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := rpc.Service(ctx, n.Locator(), service, rpc.DialConfig{})
+	if err != nil {
+		t.Fatalf("%s: connect to %s: %v", n.Name, service, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// Eventually polls f every 20ms until it returns nil, or fails t with f's last error
+// after timeout. It is the one way tests wait for a condition.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not after %s: %v", timeout, err)
+		}
+		<-tick.C
+	}
+}
