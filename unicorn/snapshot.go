@@ -189,7 +189,9 @@ func decodeSnapshot(data []byte, historySize int) (*restoredState, error) {
 		return nil, malformed("next lease %d", nextLease)
 	case h[3] < 0 || h[4] < 0 || h[4] > maxSequence+1:
 		return nil, malformed("root cversion %d, sequence %d", h[3], h[4])
-	case nNodes < 0 || nLeases < 0 || nEvents < 0 || nNodes+nLeases+nEvents > int64(d.Remaining()):
+	case nNodes < 0 || nLeases < 0 || nEvents < 0 || nNodes > int64(d.Remaining()) || nLeases > int64(d.Remaining()) ||
+		nEvents > int64(d.Remaining()) || nNodes+nLeases+nEvents > int64(d.Remaining()):
+		// each record takes at least a byte; checked one by one first, as the sum may overflow
 		return nil, malformed("%d nodes, %d leases, %d events in %d bytes", nNodes, nLeases, nEvents, d.Remaining())
 	}
 	st := &restoredState{
