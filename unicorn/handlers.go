@@ -212,9 +212,7 @@ func (s *Service) revision(_ context.Context, req *rpc.Request) error {
 		if err := s.barrier(ctx, Default); err != nil {
 			return nil, err
 		}
-		s.store.mu.RLock()
-		rev, compacted := s.store.rev, s.store.hist.compacted
-		s.store.mu.RUnlock()
+		rev, compacted := s.store.Revisions()
 		return rpc.AppendInt(rpc.AppendInt(args(2), int64(rev)), int64(compacted)), nil
 	})
 }

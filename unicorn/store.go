@@ -138,7 +138,15 @@ func (s *Store) Compacted() Revision {
 	return s.hist.compacted
 }
 
-// AppliedIndex returns the raft index of the last command applied (or restored).
+// Revisions returns the current and the compacted revision, read together.
+func (s *Store) Revisions() (current, compacted Revision) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev, s.hist.compacted
+}
+
+// AppliedIndex returns the raft index of the last command applied (or restored). Under
+// a raft.Mux it only moves with the commands routed to this store.
 func (s *Store) AppliedIndex() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -243,19 +251,19 @@ func (s *Store) Apply(index uint64, cmd []byte) (result []byte) {
 	if index > s.applied {
 		s.applied = index
 	}
+	b := &batch{s: s, rev: s.rev + 1}
+	defer func() {
+		// A panic here is a bug; undoing the command keeps replicas equal, since every
+		// replica panics on the same command the same way. (FuzzCommand fails on it.)
+		if p := recover(); p != nil {
+			b.rollback()
+			result = resultErr(fmt.Errorf("%w: applying a command panicked: %v", ErrBackend, p))
+		}
+	}()
 	c, err := decodeCommand(cmd)
 	if err != nil {
 		return resultErr(err)
 	}
-	b := &batch{s: s, rev: s.rev + 1}
-	defer func() {
-		// A panic here is a bug; undoing the command keeps replicas equal, since every
-		// replica panics on the same command the same way.
-		if p := recover(); p != nil {
-			b.rollback()
-			result = resultErr(fmt.Errorf("%w: applying command op %d panicked: %v", ErrBackend, c.op, p))
-		}
-	}()
 	res, err := b.run(c)
 	if err != nil {
 		b.rollback()

@@ -56,9 +56,9 @@ func (s *Service) subscribe(_ context.Context, req *rpc.Request) error {
 			}
 		}()
 		sent := int64(-2) // the version last sent; -2: nothing yet
-		// sync reads the state, (re)starts the watcher at the revision read, and sends
+		// resync reads the state, (re)starts the watcher at the revision read, and sends
 		// the state if it changed.
-		sync := func() error {
+		resync := func() error {
 			value, version, rev, err := s.store.Get(path)
 			if err != nil {
 				return err
@@ -78,7 +78,7 @@ func (s *Service) subscribe(_ context.Context, req *rpc.Request) error {
 			sent = version
 			return tx.SendRaw(rpc.Write, appendVersioned(args(1), value, version))
 		}
-		if err := sync(); err != nil {
+		if err := resync(); err != nil {
 			return err
 		}
 		for {
@@ -88,7 +88,7 @@ func (s *Service) subscribe(_ context.Context, req *rpc.Request) error {
 			}
 			if errors.Is(err, ErrCompacted) {
 				// Fell behind: latest-state semantics only need the current state.
-				if err := sync(); err != nil {
+				if err := resync(); err != nil {
 					return err
 				}
 				continue
@@ -138,7 +138,7 @@ func (s *Service) childrenSubscribe(_ context.Context, req *rpc.Request) error {
 			}
 		}()
 		sent := int64(-1)
-		sync := func(restart bool) error {
+		resync := func(restart bool) error {
 			cv, names, rev, err := s.store.Children(path)
 			if errors.Is(err, ErrNoNode) && sent >= 0 {
 				return errorf(ErrNoNode, "watched node was deleted: %s", quote(path))
@@ -160,7 +160,7 @@ func (s *Service) childrenSubscribe(_ context.Context, req *rpc.Request) error {
 			sent = cv
 			return tx.SendRaw(rpc.Write, appendChildren(args(2), cv, names))
 		}
-		if err := sync(true); err != nil {
+		if err := resync(true); err != nil {
 			return err
 		}
 		for {
@@ -177,7 +177,7 @@ func (s *Service) childrenSubscribe(_ context.Context, req *rpc.Request) error {
 					return errorf(ErrNoNode, "watched node was deleted: %s", quote(path))
 				}
 			}
-			if err := sync(restart); err != nil {
+			if err := resync(restart); err != nil {
 				return err
 			}
 		}
