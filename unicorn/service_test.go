@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
+	leakCheck(t)
 	c := newCluster(t, cfg)
 	h, _ := c.addHost(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -71,6 +74,23 @@ func (f *fixture) must(conn *rpc.Conn, method string, a ...any) []any {
 }
 
 func list(v ...any) []any { return v }
+
+// leakCheck fails t if it ends with more goroutines than it started with. Call it first,
+// so that its cleanup runs after every other one (the server's, the service's).
+func leakCheck(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		eventually(t, 5*time.Second, func() error {
+			if n := runtime.NumGoroutine(); n > before {
+				var b strings.Builder
+				pprof.Lookup("goroutine").WriteTo(&b, 1)
+				return fmt.Errorf("%d goroutines, %d before the test:\n%s", n, before, b.String())
+			}
+			return nil
+		})
+	})
+}
 
 // isCode reports whether err is the wire form of sentinel.
 func isCode(err, sentinel error) bool { return errors.Is(err, WireCode(sentinel)) }

@@ -2,6 +2,7 @@ package unicorn
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -77,7 +78,7 @@ func (*storeSnapshot) Release() {}
 // Persist writes the snapshot (raft.Snapshot).
 func (snap *storeSnapshot) Persist(w io.Writer) error {
 	slices.SortFunc(snap.nodes, func(a, b snapNode) int { return strings.Compare(a.path, b.path) })
-	slices.SortFunc(snap.leases, func(a, b LeaseInfo) int { return int(a.ID - b.ID) })
+	slices.SortFunc(snap.leases, func(a, b LeaseInfo) int { return cmp.Compare(a.ID, b.ID) })
 	crc := crc32.NewIEEE()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
 	var b []byte

@@ -1,6 +1,7 @@
 package unicorn
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -238,7 +239,7 @@ func (s *Store) Leases() []LeaseInfo {
 	for id, l := range s.leases {
 		out = append(out, LeaseInfo{ID: id, TTL: l.ttl, Nodes: len(l.nodes)})
 	}
-	slices.SortFunc(out, func(a, b LeaseInfo) int { return int(a.ID - b.ID) })
+	slices.SortFunc(out, func(a, b LeaseInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
