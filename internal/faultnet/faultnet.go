@@ -159,6 +159,17 @@ func (n *Network) Drop(a, b string, p float64) {
 	n.links[l] = f
 }
 
+// Reconnect removes every fault of host's links.
+func (n *Network) Reconnect(host string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for l := range n.links {
+		if l.a == host || l.b == host {
+			delete(n.links, l)
+		}
+	}
+}
+
 // Heal removes every fault.
 func (n *Network) Heal() {
 	n.mu.Lock()

@@ -62,7 +62,7 @@ func TestClusterMembersAndFailover(t *testing.T) {
 	if err := a.Scan(&ms); err != nil || len(ms) != 3 {
 		t.Fatalf("members = %v %v", ms, err)
 	}
-	ld.Stop()
+	ld.Kill()
 	var rest *Node
 	for _, n := range c.Nodes() {
 		if n != ld {

@@ -5,11 +5,12 @@
 //	c := testcluster.New(t, testcluster.Options{Nodes: 3}) // stopped when the test ends
 //	ld := c.WaitLeader(t)
 //	c.Net.Partition([]string{ld.Name}, c.Others(ld))      // cut the leader off; c.Net.Heal()
-//	c.Node(1).Stop(); c.Node(1).Restart()                 // a crash; same data dir, same ports
+//	c.Node(1).Kill(); c.Node(1).Restart()                 // a crash; same data dir, same ports
 //	conn := c.Node(0).Dial(t, "unicorn")                  // a client of node 0's unicorn
 //
 // Node 0 bootstraps the cluster; the others join it through its locator, as
-// `cocaine run --join` does. Stop is a crash (no leave); Leave is a graceful exit.
+// `cocaine run --join` does. Kill is a crash; Stop is a shutdown that does not leave
+// the cluster (the daemon still revokes its leases on the way out).
 package testcluster
 
 import (
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,9 +55,13 @@ type Node struct {
 	cfg   daemon.Config
 
 	raftPort int
-	d        *daemon.Daemon
-	cancel   context.CancelFunc
-	done     chan error // Run's result
+
+	// mu guards the running daemon: tests stop and restart hosts while clients ask
+	// which ones run.
+	mu     sync.Mutex
+	d      *daemon.Daemon
+	cancel context.CancelFunc
+	done   chan error // Run's result
 }
 
 // New starts a cluster and registers its stop with t.Cleanup.
@@ -153,7 +159,7 @@ func (c *Cluster) WaitLeader(t testing.TB) *Node {
 			if !n.Running() {
 				continue
 			}
-			if ok, _ := n.d.Raft().Leadership(); ok {
+			if ok, _ := n.Daemon().Raft().Leadership(); ok {
 				if leader != nil {
 					return fmt.Errorf("two leaders: %s and %s", leader.Name, n.Name)
 				}
@@ -186,13 +192,12 @@ func (n *Node) start() {
 	d.RaftListener = ln
 	d.RaftDial = n.c.Net.Dialer(n.Name)
 	ctx, cancel := context.WithCancel(context.Background())
-	n.d, n.cancel = d, cancel
-	n.done = make(chan error, 1) // Run's one result
-	go func() { n.done <- d.Run(ctx) }()
+	done := make(chan error, 1) // Run's one result
+	go func() { done <- d.Run(ctx) }()
 	select {
 	case <-d.Ready():
-	case err := <-n.done:
-		n.cancel = nil
+	case err := <-done:
+		cancel()
 		t.Fatalf("%s stopped before it was ready: %v", n.Name, err)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("%s not ready", n.Name)
@@ -205,23 +210,37 @@ func (n *Node) start() {
 		}
 	}
 	n.cfg.Network.Pinned = pinned
+	n.mu.Lock()
+	n.d, n.cancel, n.done = d, cancel, done
+	n.mu.Unlock()
 }
 
 // Running reports whether the host runs.
-func (n *Node) Running() bool { return n.cancel != nil }
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cancel != nil
+}
 
-// Daemon is the host's daemon (while it runs).
-func (n *Node) Daemon() *daemon.Daemon { return n.d }
+// Daemon is the host's daemon (the last one started, if it is stopped).
+func (n *Node) Daemon() *daemon.Daemon {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.d
+}
 
-// Stop stops the host as a crash would: it does not leave the cluster. Idempotent.
+// Stop shuts the host down without leaving the cluster. Idempotent.
 func (n *Node) Stop() {
-	if n.cancel == nil {
+	n.mu.Lock()
+	cancel, done := n.cancel, n.done
+	n.cancel = nil
+	n.mu.Unlock()
+	if cancel == nil {
 		return
 	}
-	n.cancel()
-	n.cancel = nil
+	cancel()
 	select {
-	case err := <-n.done:
+	case err := <-done:
 		if err != nil {
 			n.c.t.Errorf("%s: run: %v", n.Name, err)
 		}
@@ -230,14 +249,25 @@ func (n *Node) Stop() {
 	}
 }
 
-// Restart starts a stopped host again with its data dir and ports.
+// Kill stops the host as a crash does: it is cut off first, so nothing it would say on
+// its way out (lease revocations, a leave) reaches the others. Restart reconnects it.
+func (n *Node) Kill() {
+	if !n.Running() {
+		return
+	}
+	n.c.Net.Isolate(n.Name)
+	n.Stop()
+}
+
+// Restart starts a stopped host again with its data dir and ports, its links healed.
 func (n *Node) Restart() {
 	n.Stop()
+	n.c.Net.Reconnect(n.Name)
 	n.start()
 }
 
 // Locator is the host's locator endpoint.
-func (n *Node) Locator() []rpc.Endpoint { return n.d.Endpoint("locator") }
+func (n *Node) Locator() []rpc.Endpoint { return n.Daemon().Endpoint("locator") }
 
 // Dial connects to one of the host's services (by its well-known graph, resolved
 // through the host's locator). The connection is closed when the test ends.
