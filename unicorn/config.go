@@ -10,6 +10,7 @@ import (
 const (
 	DefaultMaxValueSize    = 1 << 20
 	DefaultHistorySize     = 10_000
+	DefaultHistoryBytes    = 64 << 20
 	DefaultHostLeaseTTL    = 10 * time.Second
 	DefaultSessionLeaseTTL = 10 * time.Second
 	DefaultRequestTimeout  = 10 * time.Second
@@ -23,15 +24,18 @@ const (
 	MaxLeaseTTL = 24 * time.Hour
 )
 
-// Config configures a Store (HistorySize, MaxValueSize) and a Service (all of it). Zero
-// fields take their defaults. Every replica must use the same HistorySize for their
-// snapshots to be byte-identical (it changes nothing else).
+// Config configures a Store (HistorySize, HistoryBytes) and a Service (all of it). Zero
+// fields take their defaults. Every replica must use the same HistorySize and
+// HistoryBytes for their snapshots to be byte-identical (they change nothing else).
 type Config struct {
 	// MaxValueSize bounds one value, in bytes of its msgpack encoding. It is checked
 	// where a command is proposed, not in Apply, so replicas may differ without diverging.
 	MaxValueSize int `json:"max_value_size,omitempty"`
 	// HistorySize is how many recent events the store retains for watches to resume.
 	HistorySize int `json:"history_size,omitempty"`
+	// HistoryBytes bounds the bytes of paths and values the history retains (old values
+	// stay in memory as long as their events do); the oldest events go first.
+	HistoryBytes int `json:"history_bytes,omitempty"`
 	// HostLeaseTTL is the TTL of this host's lease (see Service.HostLease).
 	HostLeaseTTL time.Duration `json:"host_lease_ttl,omitempty"`
 	// SessionLeaseTTL is the TTL of the lease of each client connection that creates
@@ -59,6 +63,9 @@ func (c Config) withDefaults() Config {
 	if c.HistorySize == 0 {
 		c.HistorySize = DefaultHistorySize
 	}
+	if c.HistoryBytes == 0 {
+		c.HistoryBytes = DefaultHistoryBytes
+	}
 	def(&c.HostLeaseTTL, DefaultHostLeaseTTL)
 	def(&c.SessionLeaseTTL, DefaultSessionLeaseTTL)
 	def(&c.RequestTimeout, DefaultRequestTimeout)
@@ -74,6 +81,9 @@ func (c Config) Validate() error {
 	}
 	if c.HistorySize < 0 {
 		errs = append(errs, fmt.Errorf("unicorn: history_size must not be negative, got %d", c.HistorySize))
+	}
+	if c.HistoryBytes < 0 {
+		errs = append(errs, fmt.Errorf("unicorn: history_bytes must not be negative, got %d", c.HistoryBytes))
 	}
 	for _, f := range []struct {
 		name string

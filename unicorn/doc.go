@@ -22,7 +22,8 @@
 // every other method of Store and Service is safe for concurrent use. Run returns only
 // when every goroutine the service started has exited (request handlers included); on
 // the way out it revokes, best effort, the leases this host owns. Every replica should
-// use the same Config.HistorySize, so that their snapshots are byte-identical.
+// use the same Config.HistorySize and HistoryBytes, so that their snapshots are
+// byte-identical.
 //
 // # Data model
 //
@@ -46,7 +47,8 @@
 // the events of one command (a transaction, a revoke, a create with its parents) share
 // it and keep their order. Lease grants change no revision. Every event is
 // [revision, create|put|delete, path, value, version]; a delete has value nil and
-// version -1. The last Config.HistorySize events (10,000 by default) are kept, in
+// version -1. The last Config.HistorySize events (10,000 by default; fewer when they
+// hold more than Config.HistoryBytes, 64 MiB by default) are kept, in
 // snapshots too, so that watches resume across restarts; the compacted revision C is the
 // highest revision some of whose events are gone: a watch may start at any revision >= C.
 //
@@ -166,5 +168,6 @@
 //
 // MaxPathLength bytes per path; Config.MaxValueSize per value; MaxTxnOps compares and
 // operations per branch of a transaction; MaxRevokeBatch leases per revoke command;
-// lease TTLs within [MinLeaseTTL, MaxLeaseTTL]; Config.HistorySize events of history.
+// lease TTLs within [MinLeaseTTL, MaxLeaseTTL]; Config.HistorySize events and
+// Config.HistoryBytes bytes of history.
 package unicorn

@@ -167,14 +167,21 @@ func (s *Service) keeperLoop(ctx context.Context) {
 	defer t.Stop()
 	// one call is in flight at a time, so its result never waits for room
 	results := make(chan keepaliveResult, 1)
+	failing := false // log the first failure of a run of them only
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-results:
-			if r.err != nil {
-				s.log.Warn("lease keepalive failed", "err", r.err, "leases", len(r.leases))
+			switch {
+			case r.err != nil && !failing:
+				s.log.Warn("lease keepalives failing", "err", r.err, "leases", len(r.leases))
+			case r.err != nil:
+				s.log.Debug("lease keepalive failed", "err", r.err, "leases", len(r.leases))
+			case failing:
+				s.log.Info("lease keepalives succeed again", "leases", len(r.leases))
 			}
+			failing = r.err != nil
 			s.forget(ctx, s.keeper.settle(r), "the leader no longer has it")
 		case <-t.C:
 			now := time.Now()
@@ -475,13 +482,15 @@ func (s *Service) releaseLease(ctx context.Context, l *ownedLease) {
 func (s *Service) hostLoop(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
-	for {
+	for failures := 0; ; {
 		l, err := s.grantOwned(ctx, s.cfg.HostLeaseTTL)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("granting the host lease failed", "err", err)
+			if failures++; failures == 1 {
+				s.log.Warn("granting the host lease failed; retrying every second", "err", err)
+			}
 			select {
 			case <-retry.C:
 				continue
@@ -494,6 +503,7 @@ func (s *Service) hostLoop(ctx context.Context) {
 		close(s.hostWait)
 		s.hostWait = make(chan struct{})
 		s.mu.Unlock()
+		failures = 0
 		s.log.Info("host lease granted", "lease", l.id, "ttl", l.ttl)
 		select {
 		case <-l.lost:

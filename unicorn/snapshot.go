@@ -141,7 +141,7 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	if err != nil {
 		return fmt.Errorf("unicorn: restore: %w", err)
 	}
-	st, err := decodeSnapshot(data, s.cfg.HistorySize)
+	st, err := decodeSnapshot(data, s.cfg)
 	if err != nil {
 		return fmt.Errorf("unicorn: restore: %w", err)
 	}
@@ -162,7 +162,7 @@ type restoredState struct {
 	hist      history
 }
 
-func decodeSnapshot(data []byte, historySize int) (*restoredState, error) {
+func decodeSnapshot(data []byte, cfg Config) (*restoredState, error) {
 	d := rpc.NewDecoder(data)
 	n, err := d.ArrayLen()
 	if err != nil || n != 10 {
@@ -266,7 +266,7 @@ func decodeSnapshot(data []byte, historySize int) (*restoredState, error) {
 			l.nodes[path] = struct{}{}
 		}
 	}
-	st.hist = newHistory(historySize)
+	st.hist = newHistory(cfg.HistorySize, cfg.HistoryBytes)
 	st.hist.compacted = compacted
 	last := compacted
 	for i := int64(0); i < nEvents; i++ {

@@ -103,7 +103,7 @@ type Store struct {
 
 var _ raft.FSM = (*Store)(nil)
 
-// NewStore returns an empty store. Only HistorySize and MaxValueSize of cfg matter here
+// NewStore returns an empty store. Only HistorySize and HistoryBytes of cfg matter here
 // (zero takes the default).
 func NewStore(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
@@ -120,7 +120,7 @@ func (s *Store) resetLocked() {
 	s.leases = map[LeaseID]*leaseEntry{}
 	s.nextLease = 1
 	s.rev = 0
-	s.hist = newHistory(s.cfg.HistorySize)
+	s.hist = newHistory(s.cfg.HistorySize, s.cfg.HistoryBytes)
 	s.hub.init()
 }
 

@@ -7,32 +7,45 @@ import (
 	"sync/atomic"
 )
 
-// history is a ring of the most recent events, in revision order.
+// history is a queue of the most recent events, in revision order, bounded by a count
+// and by the bytes it holds (its values are shared with the tree, but an old value stays
+// alive as long as its event does).
 type history struct {
-	buf       []Event // grows up to size, then wraps
-	size      int
-	start     int // index of the oldest event once the ring wrapped
+	buf       []Event // buf[head:] are retained, oldest first
+	head      int
+	size      int // most events retained
+	maxBytes  int // most bytes retained (at least one event is kept)
+	bytes     int
 	compacted Revision
 }
 
-func newHistory(size int) history { return history{size: size} }
+func newHistory(size, maxBytes int) history { return history{size: size, maxBytes: maxBytes} }
 
-func (h *history) len() int { return len(h.buf) }
+func (h *history) len() int { return len(h.buf) - h.head }
 
 // at returns the i-th oldest retained event.
-func (h *history) at(i int) *Event { return &h.buf[(h.start+i)%len(h.buf)] }
+func (h *history) at(i int) *Event { return &h.buf[h.head+i] }
 
-// push appends ev, dropping the oldest event when the ring is full. Dropping part of a
+// eventCost is what an event is counted for against maxBytes.
+func eventCost(ev *Event) int { return len(ev.Path) + len(ev.Value) + 64 }
+
+// push appends ev, dropping the oldest events while over a bound. Dropping part of a
 // revision makes that whole revision unavailable, which compacted records.
 func (h *history) push(ev Event) {
-	if len(h.buf) < h.size {
-		h.buf = append(h.buf, ev)
-		return
+	h.buf = append(h.buf, ev)
+	h.bytes += eventCost(&ev)
+	for h.len() > h.size || (h.bytes > h.maxBytes && h.len() > 1) {
+		old := &h.buf[h.head]
+		h.compacted = max(h.compacted, old.Revision)
+		h.bytes -= eventCost(old)
+		*old = Event{} // let the value go
+		h.head++
 	}
-	old := &h.buf[h.start]
-	h.compacted = max(h.compacted, old.Revision)
-	*old = ev
-	h.start = (h.start + 1) % len(h.buf)
+	if h.head >= 1024 && h.head > len(h.buf)/2 { // amortized: move the retained half down
+		n := copy(h.buf, h.buf[h.head:])
+		clear(h.buf[n:])
+		h.buf, h.head = h.buf[:n], 0
+	}
 }
 
 // search returns the index of the first retained event with a revision of at least rev.

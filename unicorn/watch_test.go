@@ -252,3 +252,28 @@ func TestWatchAcrossRestore(t *testing.T) {
 		t.Fatalf("applied index %d", dst.s.AppliedIndex())
 	}
 }
+
+func TestHistoryBytes(t *testing.T) {
+	a := newApplier(t, Config{HistorySize: 1000, HistoryBytes: 10 << 10})
+	big := strings.Repeat("x", 1000)
+	for i := range 100 {
+		a.mustCreate(fmt.Sprintf("/b/%03d", i), big)
+	}
+	n := a.s.hist.len()
+	if n > 10 || n < 5 || a.s.hist.bytes > 10<<10 {
+		t.Fatalf("%d events, %d bytes retained", n, a.s.hist.bytes)
+	}
+	if c := a.s.Compacted(); c != a.s.Revision()-Revision(n) {
+		t.Fatalf("compacted %d with %d events retained at revision %d", c, n, a.s.Revision())
+	}
+	// the history survives its own compaction of the queue
+	for i := range 3000 {
+		a.increment("/b/n", 1)
+		if i%500 == 0 && a.s.hist.len() == 0 {
+			t.Fatal("empty history")
+		}
+	}
+	if ev := a.s.hist.at(a.s.hist.len() - 1); ev.Path != "/b/n" || ev.Version != 2999 {
+		t.Fatalf("newest event %+v", ev)
+	}
+}
