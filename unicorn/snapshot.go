@@ -266,6 +266,11 @@ func decodeSnapshot(data []byte, cfg Config) (*restoredState, error) {
 			l.nodes[path] = struct{}{}
 		}
 	}
+	for path, nd := range st.nodes {
+		if nd.cversion < int64(len(nd.kids)) { // every child's creation counted once
+			return nil, malformed("node %s has %d children but children version %d", quote(path), len(nd.kids), nd.cversion)
+		}
+	}
 	st.hist = newHistory(cfg.HistorySize, cfg.HistoryBytes)
 	st.hist.compacted = compacted
 	last := compacted

@@ -277,3 +277,28 @@ func TestHistoryBytes(t *testing.T) {
 		t.Fatalf("newest event %+v", ev)
 	}
 }
+
+func TestServiceWatchCompacted(t *testing.T) {
+	c := newCluster(t, Config{HistorySize: 4})
+	h, _ := c.addHost(t, Config{})
+	ctx := context.Background()
+	for range 10 {
+		if _, _, err := h.svc.Increment(ctx, "/k", []byte{0x01}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := h.svc.Watch(ctx, "/k", WatchOptions{From: 1}); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("Watch from a compacted revision: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	start, ch, err := h.svc.Watch(wctx, "/k", WatchOptions{From: c.store.Compacted()})
+	if err != nil || start != c.store.Compacted() {
+		t.Fatalf("Watch from the compacted revision: %d, %v", start, err)
+	}
+	if r := <-ch; r.Err != nil || len(r.Events) != int(c.store.Revision()-start) {
+		t.Fatalf("resumed watch got %+v", r)
+	}
+	cancel()
+	for range ch { // closed when ctx is done
+	}
+}
