@@ -61,6 +61,9 @@ func (n *Node) batch(ctx context.Context) {
 		var first *proposal
 		select {
 		case first = <-n.props:
+		case <-n.nudge:
+			n.sendNudge(ctx)
+			continue
 		case <-ctx.Done():
 			n.drainProposals()
 			return
@@ -82,6 +85,7 @@ func (n *Node) batch(ctx context.Context) {
 			cmds[i] = p.cmd
 		}
 		data := appendEnvelope(make([]byte, 0, envelopeSize(len(cmds), size)), cmds)
+		n.toldCommit.Store(n.r.CommitIndex())
 		f := n.r.Apply(data, 0) // blocks until raft takes it, or raft shuts down
 		select {
 		case n.flight <- &inflight{f: f, props: props}:
@@ -92,6 +96,39 @@ func (n *Node) batch(ctx context.Context) {
 			n.drainProposals()
 			return
 		}
+	}
+}
+
+// Followers learn the commit index from the leader's next AppendEntries, which
+// hashicorp sends when an entry is appended or, when none is, CommitTimeout later. A
+// follower waiting to apply its forwarded write, or to reach a read index, would wait
+// that long on an idle cluster. So the leader nudges: when the commit index moved past
+// what its last append told the followers, and nothing else is queued, it appends an
+// entry with no command, whose AppendEntries carries the new commit index at once.
+
+// requestNudge asks the batcher for a nudge if followers may not know the commit index.
+func (n *Node) requestNudge() {
+	if n.r.CommitIndex() <= n.toldCommit.Load() {
+		return
+	}
+	select {
+	case n.nudge <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) sendNudge(ctx context.Context) {
+	if len(n.props) > 0 || n.r.CommitIndex() <= n.toldCommit.Load() {
+		return // the next batch carries the commit index anyway
+	}
+	if ok, _ := n.Leadership(); !ok {
+		return
+	}
+	n.toldCommit.Store(n.r.CommitIndex())
+	f := n.r.Apply(appendEnvelope(nil, nil), 0)
+	select {
+	case n.flight <- &inflight{f: f}:
+	case <-ctx.Done():
 	}
 }
 
@@ -145,6 +182,12 @@ func (n *Node) resolve(e *inflight) {
 			r = results[i]
 		}
 		p.done <- proposalResult{index: idx, result: r}
+	}
+	if len(e.props) > 0 {
+		// Followers wait to apply this entry (forwarded writes, reads at this
+		// index, watchers): make sure they learn it is committed. A nudge itself needs
+		// no telling: reads never point at an entry without commands (stateIndex).
+		n.requestNudge()
 	}
 }
 

@@ -43,8 +43,16 @@ func benchCluster(b *testing.B) []*testNode {
 // a 3-voter cluster (fsync on), for several numbers of concurrent clients. ns/op is per
 // proposal; puts/s is the throughput.
 func BenchmarkPropose(b *testing.B) {
-	for _, clients := range []int{1, 16, 64, 256} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+	for _, via := range []string{"leader", "follower"} {
+		for _, clients := range []int{1, 16, 64, 256} {
+			b.Run(fmt.Sprintf("%s/clients=%d", via, clients), func(b *testing.B) { benchPropose(b, via == "follower", clients) })
+		}
+	}
+}
+
+func benchPropose(b *testing.B, viaFollower bool, clients int) {
+	{
+		{
 			nodes := benchCluster(b)
 			var leader *testNode
 			for leader == nil {
@@ -54,6 +62,14 @@ func BenchmarkPropose(b *testing.B) {
 					}
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+			target := leader
+			if viaFollower {
+				for _, tn := range nodes {
+					if tn != leader {
+						target = tn
+					}
+				}
 			}
 			val := bytes.Repeat([]byte("v"), 256)
 			var next atomic.Int64
@@ -70,7 +86,7 @@ func BenchmarkPropose(b *testing.B) {
 						}
 						t0 := time.Now()
 						cmd := append(fmt.Appendf(nil, "set k%d ", i%1000), val...)
-						if _, err := leader.n.Propose(b.Context(), cmd); err != nil {
+						if _, err := target.n.Propose(b.Context(), cmd); err != nil {
 							b.Error(err)
 							return
 						}
@@ -85,7 +101,7 @@ func BenchmarkPropose(b *testing.B) {
 			b.ReportMetric(float64(b.N)/el.Seconds(), "puts/s")
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-		})
+		}
 	}
 }
 

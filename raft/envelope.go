@@ -69,3 +69,8 @@ func decodeEnvelope(data []byte) ([][]byte, error) {
 	}
 	return cmds, nil
 }
+
+// isEmptyEnvelope reports whether data is an envelope of no command.
+func isEmptyEnvelope(data []byte) bool {
+	return len(data) == 2 && data[0] == envelopeTag && data[1] == 0
+}

@@ -37,6 +37,7 @@ type Node struct {
 
 	// Set before started is closed, read-only afterwards.
 	r      *hraft.Raft
+	logs   hraft.LogStore
 	fresh  bool // started with no state and did not bootstrap: must be added by Join
 	snaps  hraft.SnapshotStore
 	addr   string
@@ -45,6 +46,11 @@ type Node struct {
 	wg     sync.WaitGroup  // every goroutine the Node starts
 	props  chan *proposal  // to the batcher
 	flight chan *inflight  // from the batcher to the waiter
+	nudge  chan struct{}   // to the batcher: tell the followers the commit index
+
+	// toldCommit is the leader's commit index when it last appended an entry: what
+	// the followers have been told (see requestNudge).
+	toldCommit atomic.Uint64
 
 	// mu guards the following fields.
 	mu       sync.Mutex
@@ -228,6 +234,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("raft: start: %w", err)
 	}
 	n.r = r
+	n.logs = logs
 	n.fresh = !hasState && !cfg.Bootstrap
 	// Observations are dropped when this channel is full, so the leadership loop also
 	// resyncs on a ticker; 256 covers a burst of heartbeat failures.
@@ -246,6 +253,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	// Entries handed to raft and not yet committed: enough to keep the disk and the
 	// followers busy (pipelining), few enough to bound the commands in flight.
 	n.flight = make(chan *inflight, 64)
+	// One token: "a nudge is wanted"; the batcher checks what is needed when it runs.
+	n.nudge = make(chan struct{}, 1)
 	n.wg.Go(func() { n.watchLeadership(bg, notify, obs) })
 	n.wg.Go(func() { n.batch(bg) })
 	n.wg.Go(func() { n.await(bg) })
@@ -279,10 +288,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 func (n *Node) wait(ctx context.Context) error {
 	select {
 	case <-n.started:
-	case <-n.stopping:
-		return ErrStopped
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrStopped, ctx.Err())
+	default:
+		select {
+		case <-n.started:
+		case <-n.stopping:
+			return ErrStopped
+		case <-ctx.Done():
+			return fmt.Errorf("%w (not started yet): %w", ErrStopped, ctx.Err())
+		}
 	}
 	select {
 	case <-n.stopping:
@@ -556,13 +569,33 @@ func (n *Node) readIndexLocal(ctx context.Context, linearizable bool) ([]byte, e
 	if ok, _ := n.Leadership(); !ok {
 		return nil, ErrNotLeader
 	}
-	idx := n.r.CommitIndex()
+	idx := n.stateIndex(n.r.CommitIndex())
 	if linearizable {
 		if err := n.verifyLeader(ctx); err != nil {
 			return nil, err
 		}
 	}
 	return binary.BigEndian.AppendUint64(nil, idx), nil
+}
+
+// stateIndex returns the last entry at or below the committed index idx that carries
+// commands. Entries above it (a term's start, nudges, configuration changes, no-ops)
+// change no state, so reading at it is reading at idx; and followers learn promptly
+// that a command entry is committed (the leader nudges them), not so for the others.
+func (n *Node) stateIndex(idx uint64) uint64 {
+	var l hraft.Log
+	for i := idx; i > 0; i-- {
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return i // compacted into a snapshot: at or below what every server holds
+		}
+		if l.Type == hraft.LogCommand && !isEmptyEnvelope(l.Data) {
+			return i
+		}
+		if idx-i >= 1024 { // a long run of no-ops: stop looking, the index is safe anyway
+			return i
+		}
+	}
+	return idx
 }
 
 // verifyLeader confirms leadership with a quorum. Concurrent callers share one round:

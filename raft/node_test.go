@@ -379,6 +379,8 @@ func TestNoLeaderTimesOut(t *testing.T) {
 	if _, err := tn.n.Propose(ctx, []byte("set a b")); !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("propose without a leader: %v, want ErrNoLeader", err)
 	}
+	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
 	if _, err := tn.n.ReadIndex(ctx, false); !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("read index without a leader: %v", err)
 	}
