@@ -378,6 +378,54 @@ func TestChaosLinearizableAndConsistent(t *testing.T) {
 			}
 		})
 	}
+	// Storage writers: every acknowledged write must be on every replica at the end.
+	var ackedMu sync.Mutex
+	var acked []string
+	for id := range 2 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(id), 11))
+			var conn *rpc.Conn
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
+			for n := 0; ctx.Err() == nil; n++ {
+				if conn == nil {
+					nodesMu.Lock()
+					var up []*Node
+					for _, x := range c.Nodes() {
+						if x.Running() {
+							up = append(up, x)
+						}
+					}
+					var loc []rpc.Endpoint
+					if len(up) > 0 {
+						loc = up[rng.IntN(len(up))].Locator()
+					}
+					nodesMu.Unlock()
+					dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+					var err error
+					conn, err = rpc.Service(dctx, loc, "storage", rpc.DialConfig{})
+					cancel()
+					if err != nil {
+						conn = nil
+						pause(ctx, 50*time.Millisecond)
+						continue
+					}
+				}
+				key := fmt.Sprintf("w%d-%d", id, n)
+				if _, err := ucall(ctx, conn, 3*time.Second, "write", "chaos", key, []byte(key), []string{"chaos"}); err != nil {
+					conn.Close()
+					conn = nil
+					continue
+				}
+				ackedMu.Lock()
+				acked = append(acked, key)
+				ackedMu.Unlock()
+			}
+		})
+	}
 	wg.Go(func() {
 		nemesis(ctx, t, c, func(f string, a ...any) {
 			nodesMu.Lock()
@@ -418,6 +466,28 @@ func TestChaosLinearizableAndConsistent(t *testing.T) {
 
 	// Replicas identical.
 	assertReplicasEqual(t, c)
+
+	// Every acknowledged storage write is on every replica.
+	for _, n := range c.Nodes() {
+		a, err := ucall(t.Context(), n.Dial(t, "storage"), 10*time.Second, "find", "chaos", []string{"chaos"})
+		if err != nil {
+			t.Fatalf("%s: find: %v", n.Name, err)
+		}
+		var keys []string
+		if err := a.Scan(&keys); err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for _, k := range acked {
+			if _, ok := slices.BinarySearch(keys, k); !ok {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Errorf("%s lacks %d of %d acknowledged storage writes", n.Name, missing, len(acked))
+		}
+	}
+	t.Logf("%d acknowledged storage writes on every replica", len(acked))
 
 	// Watch streams: the canonical history of /lin, read once at the end.
 	conn := c.Node(0).Dial(t, "unicorn")
