@@ -4,15 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 )
 
 // proposal is one command waiting for the leader's log.
 type proposal struct {
-	cmd  []byte
-	done chan proposalResult // one result, sent without blocking
+	cmd       []byte
+	forwarded bool                // a follower waits to apply it: nudge at once
+	done      chan proposalResult // one result, sent without blocking
 }
+
+// nudgeDelay is how long the leader waits for another entry (which would carry the
+// commit index anyway) before it nudges the followers about a local write.
+const nudgeDelay = 2 * time.Millisecond
 
 type proposalResult struct {
 	index  uint64
@@ -28,9 +34,9 @@ type inflight struct {
 
 // proposeLocal queues cmd for this server's log; the server must lead. It returns the
 // entry's index and the FSM's result.
-func (n *Node) proposeLocal(ctx context.Context, cmd []byte) (uint64, []byte, error) {
+func (n *Node) proposeLocal(ctx context.Context, cmd []byte, forwarded bool) (uint64, []byte, error) {
 	// One result, sent by the waiter without blocking.
-	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+	p := &proposal{cmd: cmd, forwarded: forwarded, done: make(chan proposalResult, 1)}
 	select {
 	case n.props <- p:
 	case <-n.stopping:
@@ -57,11 +63,20 @@ func (n *Node) proposeLocal(ctx context.Context, cmd []byte) (uint64, []byte, er
 // disk writes, so while one entry is being written the next one fills up: the batch
 // size follows the load by itself.
 func (n *Node) batch(ctx context.Context) {
+	lazy := time.NewTimer(time.Hour)
+	lazy.Stop()
+	defer lazy.Stop()
 	for {
 		var first *proposal
 		select {
 		case first = <-n.props:
 		case <-n.nudge:
+			n.sendNudge(ctx)
+			continue
+		case <-n.lazyNudge:
+			lazy.Reset(nudgeDelay)
+			continue
+		case <-lazy.C:
 			n.sendNudge(ctx)
 			continue
 		case <-ctx.Done():
@@ -106,13 +121,18 @@ func (n *Node) batch(ctx context.Context) {
 // what its last append told the followers, and nothing else is queued, it appends an
 // entry with no command, whose AppendEntries carries the new commit index at once.
 
-// requestNudge asks the batcher for a nudge if followers may not know the commit index.
-func (n *Node) requestNudge() {
+// requestNudge asks the batcher for a nudge if followers may not know the commit index:
+// at once when a follower waits for it, after nudgeDelay otherwise.
+func (n *Node) requestNudge(urgent bool) {
 	if n.r.CommitIndex() <= n.toldCommit.Load() {
 		return
 	}
+	ch := n.lazyNudge
+	if urgent {
+		ch = n.nudge
+	}
 	select {
-	case n.nudge <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -176,18 +196,20 @@ func (n *Node) resolve(e *inflight) {
 	}
 	results, _ := e.f.Response().(batchResult)
 	idx := e.f.Index()
+	forwarded := false
 	for i, p := range e.props {
 		var r []byte
 		if i < len(results) {
 			r = results[i]
 		}
+		forwarded = forwarded || p.forwarded
 		p.done <- proposalResult{index: idx, result: r}
 	}
 	if len(e.props) > 0 {
 		// Followers wait to apply this entry (forwarded writes, reads at this
 		// index, watchers): make sure they learn it is committed. A nudge itself needs
 		// no telling: reads never point at an entry without commands (stateIndex).
-		n.requestNudge()
+		n.requestNudge(forwarded)
 	}
 }
 

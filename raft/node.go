@@ -46,7 +46,9 @@ type Node struct {
 	wg     sync.WaitGroup  // every goroutine the Node starts
 	props  chan *proposal  // to the batcher
 	flight chan *inflight  // from the batcher to the waiter
-	nudge  chan struct{}   // to the batcher: tell the followers the commit index
+	nudge  chan struct{}   // to the batcher: tell the followers the commit index now
+	// lazyNudge: ... unless another entry does it within nudgeDelay
+	lazyNudge chan struct{}
 
 	// toldCommit is the leader's commit index when it last appended an entry: what
 	// the followers have been told (see requestNudge).
@@ -255,6 +257,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.flight = make(chan *inflight, 64)
 	// One token: "a nudge is wanted"; the batcher checks what is needed when it runs.
 	n.nudge = make(chan struct{}, 1)
+	n.lazyNudge = make(chan struct{}, 1) // one token, as nudge
 	n.wg.Go(func() { n.watchLeadership(bg, notify, obs) })
 	n.wg.Go(func() { n.batch(bg) })
 	n.wg.Go(func() { n.await(bg) })
@@ -524,7 +527,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 	}
 	var index uint64
 	out, err := n.toLeader(ctx, false, func() ([]byte, error) {
-		idx, res, err := n.proposeLocal(ctx, cmd)
+		idx, res, err := n.proposeLocal(ctx, cmd, false)
 		index = idx
 		return res, err
 	}, opApply, cmd)
@@ -749,7 +752,7 @@ func (n *Node) handlePeer(op byte, payload []byte) ([]byte, error) {
 		if ok, _ := n.Leadership(); !ok {
 			return nil, ErrNotLeader
 		}
-		idx, res, err := n.proposeLocal(ctx, payload)
+		idx, res, err := n.proposeLocal(ctx, payload, true)
 		if err != nil {
 			return nil, err
 		}
