@@ -33,11 +33,24 @@ type backupMeta struct {
 }
 
 // SaveSnapshot writes a backup of this server's state to w: a fresh snapshot, or the
-// latest one when nothing was applied since. Any server can take one of its replica.
+// latest one when nothing was applied since. Any server can take one: it first catches
+// up with the leader's commit index, so the backup holds every write acknowledged before
+// the call; without a leader (within an election timeout or two) it saves its replica
+// as it is.
 func (n *Node) SaveSnapshot(ctx context.Context, w io.Writer) error {
 	if err := n.wait(ctx); err != nil {
 		return err
 	}
+	rctx, cancel := context.WithTimeout(ctx, 2*n.cfg.ElectionTimeout)
+	if idx, err := n.ReadIndex(rctx, false); err == nil {
+		if err := n.WaitApplied(ctx, idx); err != nil {
+			cancel()
+			return err
+		}
+	} else {
+		n.log.Warn("saving a snapshot of this replica without catching up with the leader", "err", err)
+	}
+	cancel()
 	var (
 		meta *hraft.SnapshotMeta
 		rc   io.ReadCloser
