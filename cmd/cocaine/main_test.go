@@ -51,6 +51,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"empty", " \n", []string{"line 1", "unexpected end of file"}},
 		{"two objects", `{"data_dir": "/x"} {"data_dir": "/y"}`, []string{"more than one JSON value"}},
 		{"missing file", "-", []string{"no such file"}},
+		{"duration as a number", `{"raft": {"election_timeout": 5}}`, []string{`a duration is a string such as "1s"`}},
+		{"bad duration", `{"unicorn": {"host_lease_ttl": "10 seconds"}}`, []string{`duration "10 seconds"`}},
+		{"unknown key in raft", `{"raft": {"votres": 3}}`, []string{`unknown field "votres"`}},
+		{"old storage path key", `{"storage": {"path": "/x/storage.db"}}`, []string{`unknown field "path"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.body)
@@ -147,6 +151,12 @@ func TestParseRunMerge(t *testing.T) {
 				}
 				if lo.format != "json" || lo.level.String() != "DEBUG" {
 					t.Errorf("log options = %+v", lo)
+				}
+			}},
+		{"cluster flags", []string{"--raft-port", "7000", "--join", "10.0.0.1,10.0.0.2:10053"},
+			func(t *testing.T, cfg daemon.Config, lo logOptions) {
+				if cfg.Network.Pinned["raft"] != 7000 || !reflect.DeepEqual(cfg.Raft.Join, []string{"10.0.0.1", "10.0.0.2:10053"}) {
+					t.Errorf("raft port %d, join %q", cfg.Network.Pinned["raft"], cfg.Raft.Join)
 				}
 			}},
 		{"flags before the file in argv still win", []string{"--locator-port", "0", "--config", path},

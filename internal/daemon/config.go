@@ -169,7 +169,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	rc := c.Raft.raftConfig()
-	rc.ID, rc.Dir, rc.Bind = "validate", "validate", "127.0.0.1:0"
+	rc.ID, rc.Dir, rc.Bind, rc.Advertise = "validate", "validate", "127.0.0.1:0", c.Raft.Advertise
 	if err := rc.Validate(); err != nil {
 		errs = append(errs, err)
 	}

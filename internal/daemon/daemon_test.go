@@ -297,6 +297,16 @@ func TestConfigValidate(t *testing.T) {
 		{"bad default filter", func(c *daemon.Config) { c.Logging.DefaultFilter = []any{[]any{"nope"}} },
 			[]string{"logging.default_filter"}},
 		{"negative value size", func(c *daemon.Config) { c.Storage.MaxValueSize = -1 }, []string{"max_value_size"}},
+		{"replicated value too large", func(c *daemon.Config) { c.Storage.MaxValueSize = 64 << 20 }, []string{"storage.max_value_size"}},
+		{"even voters", func(c *daemon.Config) { c.Raft.Voters = 4 }, []string{"voters must be 1, 3, 5 or 7, got 4"}},
+		{"election below heartbeat", func(c *daemon.Config) {
+			c.Raft.HeartbeatTimeout = daemon.Duration(time.Second)
+			c.Raft.ElectionTimeout = daemon.Duration(100 * time.Millisecond)
+		}, []string{"election timeout (100ms) must be equal or greater than heartbeat timeout (1s)"}},
+		{"bad join endpoint", func(c *daemon.Config) { c.Raft.Join = []string{"10.0.0.1:x"} }, []string{`raft.join: "10.0.0.1:x" is not a locator endpoint`}},
+		{"join without a port", func(c *daemon.Config) { c.Raft.Join = []string{"10.0.0.1"} }, nil},
+		{"unspecified raft advertise", func(c *daemon.Config) { c.Raft.Advertise = "0.0.0.0:10052" }, []string{"unspecified address"}},
+		{"lease TTL too short", func(c *daemon.Config) { c.Unicorn.SessionLeaseTTL = daemon.Duration(time.Second) }, []string{"session_lease_ttl"}},
 		{"everything at once", func(c *daemon.Config) {
 			c.Network.Endpoint = "not-an-ip"
 			c.Network.Pinned = map[string]int{"locator": 5000, "logging": 5000}
