@@ -35,8 +35,15 @@ var (
 	ErrUnsupportedVersion = errors.New("storage: unsupported store version")
 
 	// ErrCorrupt: the data file breaks an invariant of the store's layout; or a
-	// replicated command, Apply result or snapshot is malformed.
+	// replicated command, Apply result or snapshot is malformed; or a blob's bytes do not
+	// match its digest.
 	ErrCorrupt = errors.New("storage: corrupt store")
+
+	// ErrBlobUnavailable: a value kept in the blob store is on no host that answered: this
+	// host has no copy, and no holder could send a good one before the deadline. The
+	// wrapped message names the digest and what each holder said. Retrying later may
+	// succeed, once a holder is back.
+	ErrBlobUnavailable = errors.New("storage: blob unavailable")
 )
 
 // opError records the operation and the name it failed on, as fs.PathError does, so

@@ -54,7 +54,7 @@ func TestOpErrorUnwrap(t *testing.T) {
 
 func TestSentinelsArePrefixedAndDistinct(t *testing.T) {
 	seen := map[string]bool{}
-	for _, err := range []error{ErrNotFound, ErrInvalidName, ErrTooLarge, ErrClosed, ErrLocked, ErrUnsupportedVersion, ErrCorrupt} {
+	for _, err := range []error{ErrNotFound, ErrInvalidName, ErrTooLarge, ErrClosed, ErrLocked, ErrUnsupportedVersion, ErrCorrupt, ErrBlobUnavailable} {
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "storage: ") {
 			t.Errorf("%q lacks the package prefix", msg)

@@ -15,12 +15,13 @@ func fuzzState(t testing.TB) *ReplicatedState {
 	mustApply(t, s, writeCmd("c", "k", "v", "a", "b"))
 	mustApply(t, s, writeCmd("c", "l", "", "b"))
 	mustApply(t, s, writeCmd("d", "k", "w"))
+	mustApply(t, s, blobCmd("d", "b", "blob", []holder{testHolder("h1", 1)}, "a"))
 	return s
 }
 
 // commandSeeds are commands worth starting from: valid ones of each kind, and the near
 // misses the decoder must refuse.
-func commandSeeds() [][]byte {
+func commandSeeds(f testing.TB) [][]byte {
 	return [][]byte{
 		writeCmd("c", "k", "new", "a"),
 		writeCmd("c", "k", "v2", "b", "c"),
@@ -30,12 +31,30 @@ func commandSeeds() [][]byte {
 		appendRemoveCommand(nil, "c", "missing"),
 		appendRemoveCommand(nil, "d", "k"),
 		appendWriteCommand(nil, string(allBytesButNUL()), "\xff", allBytes(), []string{"\x01", "\xff"}),
-		{0x96, 0x02, 0x01, 0xa1, 'c', 0xa1, 'k', 0xa1, 'v', 0x90},                       // version 2
+		{0x96, 0x03, 0x01, 0xa1, 'c', 0xa1, 'k', 0xa1, 'v', 0x90},                       // version 3
 		{0x96, 0x01, 0x01, 0xa1, 'c', 0xa1, 'k', 0xa1, 'v', 0x92, 0xa1, 'b', 0xa1, 'a'}, // unsorted tags
 		{0x94, 0x01, 0x02, 0xa1, 'c', 0xa0},                                             // empty key
 		{0x94, 0x01, 0x03, 0xa1, 'c', 0xa1, 'k'},                                        // unknown operation
 		{0x96, 0x01, 0x01, 0xa1, 'c', 0xa1, 'k', 0xdb, 0xff, 0xff, 0xff, 0xff},          // huge value
+		blobCmd("c", "k", "blob", []holder{testHolder("h2", 2)}, "a"),
+		blobCmd("c", "n", "other blob", []holder{testHolder("h1", 1), testHolder("h2", 2)}),
+		blobCmd("c", "k", "blob!", []holder{testHolder("h1", 1)}),
+		appendHoldCommand(nil, testHolder("h3", 3), []Digest{DigestOf([]byte("blob"))}),
+		appendHoldCommand(nil, testHolder("h1", 7), sortedDigests("blob", "x")),
+		// The digest of the state's "blob", with another size.
+		appendWriteBlobCommand(nil, "c", "k", blobRef{digest: DigestOf([]byte("blob")), size: 5}, []holder{testHolder("h1", 1)}, nil),
+		encode(f, 1, opWriteBlob, "c", "k", make([]byte, 32), 1, []any{[]any{"h", []any{[]any{"127.0.0.1", 1}}}}, []string{}), // version 1
 	}
+}
+
+// sortedDigests returns the digests of values, sorted, as a hold lists them.
+func sortedDigests(values ...string) []Digest {
+	var ds []Digest
+	for _, v := range values {
+		ds = append(ds, DigestOf([]byte(v)))
+	}
+	slices.SortFunc(ds, func(a, b Digest) int { return bytes.Compare(a[:], b[:]) })
+	return ds
 }
 
 // FuzzReplicatedCommand feeds arbitrary commands to Apply. Whatever the input: Apply does
@@ -43,17 +62,24 @@ func commandSeeds() [][]byte {
 // the state byte for byte as it was, an applied one does what it says and keeps the
 // invariants, and two states that apply it stay identical.
 func FuzzReplicatedCommand(f *testing.F) {
-	for _, seed := range commandSeeds() {
+	for _, seed := range commandSeeds(f) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, cmd []byte) {
 		s, twin := fuzzState(t), fuzzState(t)
 		before := snapshotBytes(t, s)
+		c, decoded := decodeCommand(cmd)
+		// The one command that decodes and is still refused: a blob the state has with
+		// another size.
+		conflict := false
+		if decoded == nil && c.op == opWriteBlob {
+			info, ok := s.blobs[c.blob.digest]
+			conflict = ok && info.size != c.blob.size
+		}
 		result := s.Apply(4, cmd)
 		applied := decodeResult(result)
-		c, decoded := decodeCommand(cmd)
-		if (applied == nil) != (decoded == nil) {
-			t.Fatalf("Apply says %v, decodeCommand says %v", applied, decoded)
+		if (applied == nil) != (decoded == nil && !conflict) {
+			t.Fatalf("Apply says %v, decodeCommand says %v (size conflict: %v)", applied, decoded, conflict)
 		}
 		if !bytes.Equal(twin.Apply(4, cmd), result) {
 			t.Fatal("two states gave different results")
@@ -71,7 +97,7 @@ func FuzzReplicatedCommand(f *testing.F) {
 		if err := checkState(s); err != nil {
 			t.Fatal(err)
 		}
-		v, ok := s.read(c.collection, c.key)
+		v, ok := readValue(s, c.collection, c.key)
 		switch c.op {
 		case opWrite:
 			if !ok || !bytes.Equal(v, c.value) {
@@ -86,9 +112,30 @@ func FuzzReplicatedCommand(f *testing.F) {
 				!bytes.Equal(again.value, c.value) || !slices.Equal(again.tags, c.tags) {
 				t.Fatalf("re-encoded command decodes to %+v, %v", again, err)
 			}
+		case opWriteBlob:
+			_, ref, holders, ok := s.read(c.collection, c.key)
+			if !ok || ref == nil || *ref != c.blob {
+				t.Fatalf("after a write blob, read %+v, %v; want %+v", ref, ok, c.blob)
+			}
+			for _, h := range c.holders {
+				if !slices.ContainsFunc(holders, func(x holder) bool { return equalHolder(x, h) }) && len(holders) < MaxBlobHolders {
+					t.Fatalf("after a write blob, holder %q is missing from %v", h.host, hosts(holders))
+				}
+			}
+			again, err := decodeCommand(appendWriteBlobCommand(nil, c.collection, c.key, c.blob, c.holders, c.tags))
+			if err != nil || again.blob != c.blob || !slices.EqualFunc(again.holders, c.holders, equalHolder) {
+				t.Fatalf("re-encoded command decodes to %+v, %v", again, err)
+			}
 		case opRemove:
 			if ok {
 				t.Fatal("a removed key is still there")
+			}
+		case opHold:
+			for _, st := range s.blobList() {
+				if slices.Contains(c.digests, st.ref.digest) && len(st.holders) < MaxBlobHolders &&
+					!slices.ContainsFunc(st.holders, func(x holder) bool { return equalHolder(x, c.holders[0]) }) {
+					t.Fatalf("after a hold, %q does not hold %s", c.holders[0].host, st.ref.digest)
+				}
 			}
 		}
 	})
@@ -99,8 +146,12 @@ func snapshotSeeds(t testing.TB) [][]byte {
 	full := snapshotBytes(t, fuzzState(t))
 	binary := newState(t)
 	mustApply(t, binary, appendWriteCommand(nil, string(allBytesButNUL()), "\xff", allBytes(), []string{"\x01", "\xff"}))
+	blobs := snapshotBytes(t, blobState(t))
 	return [][]byte{
 		full,
+		blobs,
+		blobs[:len(blobs)-3],
+		[]byte(snapshotV1),
 		snapshotBytes(t, newState(t)),
 		snapshotBytes(t, binary),
 		full[:len(full)-1],

@@ -97,9 +97,12 @@ func (r *Replicated) Read(ctx context.Context, collection, key string) ([]byte, 
 	if err := r.catchUp(ctx); err != nil {
 		return nil, &opError{op: "read", name: name, err: r.cause(ctx, err)}
 	}
-	value, ok := r.state.read(collection, key)
+	value, ref, _, ok := r.state.read(collection, key)
 	if !ok {
 		return nil, &opError{op: "read", name: name, err: ErrNotFound}
+	}
+	if ref != nil {
+		return nil, &opError{op: "read", name: name, err: fmt.Errorf("%w: blob %s: this host has no blob store", ErrBlobUnavailable, ref.digest)}
 	}
 	return value, nil
 }

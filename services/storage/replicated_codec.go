@@ -8,50 +8,83 @@ import (
 	"github.com/cocaine/cocaine/rpc"
 )
 
-// The replicated formats, version 1. Everything is MessagePack as rpc writes it: strings
-// and values are raws, integers take their smallest encoding. Decoders accept any
-// encoding rpc.Decoder does (str8, bin, wider integers), but nothing else: a command or
-// snapshot that breaks a rule below is rejected whole.
+// The replicated formats. Everything is MessagePack as rpc writes it: strings and values
+// are raws, integers take their smallest encoding. Decoders accept any encoding
+// rpc.Decoder does (str8, bin, wider integers), but nothing else: a command or snapshot
+// that breaks a rule below is rejected whole.
 //
 // A command is one array whose first element is the command version:
 //
-//	write:  [1, 1, collection, key, value, [tag, ...]]
-//	remove: [1, 2, collection, key]
+//	write:       [1, 1, collection, key, value, [tag, ...]]
+//	remove:      [1, 2, collection, key]
+//	write blob:  [2, 3, collection, key, digest, size, [holder, ...], [tag, ...]]
+//	hold:        [2, 4, holder, [digest, ...]]
 //
-// Collections, keys and tags follow Validate. The tags of a write are sorted bytewise and
-// unique (the proposer normalizes them), at most MaxTags; the value is at most
-// MaxReplicatedValueSize bytes. A decoder that meets another version rejects the command
-// with ErrUnsupportedVersion, so a build must not propose a new version before every
-// replica can apply it.
+//	holder:      [host, [[ip, port], ...]]
+//
+// Version 2 adds the blob operations to version 1, whose two operations keep their
+// version-1 encoding, so that replicas of an older build still apply them. Collections,
+// keys and tags follow Validate. The tags of a write are sorted bytewise and unique (the
+// proposer normalizes them), at most MaxTags; a value is at most MaxReplicatedValueSize
+// bytes.
+//
+// A write blob stores a reference instead of the value: the SHA-256 digest (a raw of 32
+// bytes) and size (at most MaxBlobSizeLimit) of a value kept in the hosts' blob stores,
+// and the hosts known to hold it, 1 to MaxBlobHolders of them, sorted by host and unique.
+// A hold records that one host holds the listed blobs (1 to maxHoldDigests digests,
+// sorted and unique) at its endpoints, replacing the endpoints it had; digests no key
+// refers to any more are skipped. A host is a name as Validate checks it (the daemon uses
+// the node's uuid); its 1 to maxHolderEndpoints endpoints are its storage service's
+// addresses, each a literal IP and a port from 1 to 65535.
+//
+// A decoder that meets another version rejects the command with ErrUnsupportedVersion,
+// so a build must not propose a new version before every replica can apply it: version 2
+// is proposed only for values over the inline limit, which older builds refused.
 //
 // Apply's result is an array: [] when the command was applied, [code, message] when it
 // was rejected and changed nothing. The codes are in resultCodes.
 //
 // A snapshot is a stream of arrays, one record after another:
 //
-//	header:      ["cocaine-storage", 1, collections]
+//	header:      ["cocaine-storage", 1, collections]           no blob references
+//	             ["cocaine-storage", 2, collections, blobs]
 //	collection:  [name, keys]                 keys >= 1, then that many entries
-//	entry:       [key, value, [tag, ...]]
+//	entry:       [key, value, [tag, ...]]                  an inline value
+//	             [key, digest, size, [tag, ...]]           a blob reference (version 2)
+//	blob:        [digest, size, [holder, ...]]             version 2, after the collections
 //
-// Collections come in strictly ascending bytewise order, as do the keys of a collection
-// and the tags of an entry, so a state has exactly one snapshot and two replicas with the
-// same data write the same bytes. The stream ends after the last entry.
+// Collections come in strictly ascending bytewise order, as do the keys of a collection,
+// the tags of an entry, the blob records (by digest) and the holders of a blob (by host),
+// so a state has exactly one snapshot and two replicas with the same data write the same
+// bytes. A state without blobs is written in version 1, which older builds restore. Each
+// blob record is referred to by at least one entry, with the same size, and every
+// referenced digest has a record. The stream ends after the last record.
 
-// commandVersion is the version of the command encoding above.
-const commandVersion = 1
+// The command versions: commandVersion for write and remove, blobCommandVersion for the
+// blob operations (and the most a decoder accepts).
+const (
+	commandVersion     = 1
+	blobCommandVersion = 2
+)
 
 // The command operations.
 const (
-	opWrite  = 1
-	opRemove = 2
+	opWrite     = 1
+	opRemove    = 2
+	opWriteBlob = 3 // version 2
+	opHold      = 4 // version 2
 )
 
 // snapshotMagic opens every snapshot, so that the bytes of another FSM are refused
 // rather than misread.
 const snapshotMagic = "cocaine-storage"
 
-// snapshotVersion is the version of the snapshot stream above.
-const snapshotVersion = 1
+// The versions of the snapshot stream above: snapshotVersion without blobs,
+// blobSnapshotVersion with them.
+const (
+	snapshotVersion     = 1
+	blobSnapshotVersion = 2
+)
 
 // maxSnapshotRecord bounds one snapshot record: an entry with the largest key, value and
 // tag list, each raw under the widest header. A hostile length prefix is refused at this
@@ -79,10 +112,13 @@ var resultCodes = []struct {
 
 // command is a decoded command.
 type command struct {
-	op              uint64 // opWrite or opRemove
+	op              uint64 // opWrite, opRemove, opWriteBlob or opHold
 	collection, key string
 	value           []byte   // opWrite only; aliases the encoded command
-	tags            []string // opWrite only; sorted, unique, nil for none
+	tags            []string // opWrite and opWriteBlob; sorted, unique, nil for none
+	blob            blobRef  // opWriteBlob only
+	holders         []holder // opWriteBlob: sorted by host, unique; opHold: exactly one
+	digests         []Digest // opHold only; sorted, unique
 }
 
 // appendWriteCommand appends the write command of collection/key. tags must be normalized
@@ -146,8 +182,9 @@ func decodeCommand(b []byte) (command, error) {
 	if err != nil {
 		return c, malformed("command version", err)
 	}
-	if version != commandVersion {
-		return c, fmt.Errorf("%w: command version %d, this build applies %d", ErrUnsupportedVersion, version, commandVersion)
+	if version != commandVersion && version != blobCommandVersion {
+		return c, fmt.Errorf("%w: command version %d, this build applies %d and %d",
+			ErrUnsupportedVersion, version, commandVersion, blobCommandVersion)
 	}
 	if c.op, err = d.Uint(); err != nil {
 		return c, malformed("command operation", err)
@@ -156,35 +193,67 @@ func decodeCommand(b []byte) (command, error) {
 	switch c.op {
 	case opWrite:
 		want = 6
-	case opRemove:
+	case opRemove, opHold:
 		want = 4
+	case opWriteBlob:
+		want = 8
 	default:
 		return c, fmt.Errorf("%w: malformed command: unknown operation %d", ErrCorrupt, c.op)
+	}
+	if (c.op == opWriteBlob || c.op == opHold) && version < blobCommandVersion {
+		return c, fmt.Errorf("%w: malformed command: operation %d needs command version %d", ErrCorrupt, c.op, blobCommandVersion)
 	}
 	if n != want {
 		return c, fmt.Errorf("%w: malformed command: operation %d with %d elements, want %d", ErrCorrupt, c.op, n, want)
 	}
-	if c.collection, err = decodeName(d, "collection"); err != nil {
-		return c, err
-	}
-	if c.key, err = decodeName(d, "key"); err != nil {
-		return c, err
-	}
-	if c.op == opWrite {
-		if c.value, err = d.Bytes(); err != nil {
-			return c, malformed("value", err)
-		}
-		if err := checkValueSize(c.value, MaxReplicatedValueSize); err != nil {
+	if c.op == opHold {
+		if err := decodeHold(d, &c); err != nil {
 			return c, err
 		}
-		if c.tags, err = decodeTagList(d); err != nil {
-			return c, err
-		}
+	} else if err := decodeKeyCommand(d, &c); err != nil {
+		return c, err
 	}
 	if d.Remaining() != 0 {
 		return c, fmt.Errorf("%w: malformed command: %d bytes after it", ErrCorrupt, d.Remaining())
 	}
 	return c, nil
+}
+
+// decodeKeyCommand reads the rest of a write, remove or write blob: the operations on a
+// key.
+func decodeKeyCommand(d *rpc.Decoder, c *command) error {
+	var err error
+	if c.collection, err = decodeName(d, "collection"); err != nil {
+		return err
+	}
+	if c.key, err = decodeName(d, "key"); err != nil {
+		return err
+	}
+	switch c.op {
+	case opWrite:
+		if c.value, err = d.Bytes(); err != nil {
+			return malformed("value", err)
+		}
+		if err := checkValueSize(c.value, MaxReplicatedValueSize); err != nil {
+			return err
+		}
+	case opWriteBlob:
+		if c.blob, err = decodeBlobRef(d); err != nil {
+			return err
+		}
+		if c.holders, err = decodeHolders(d); err != nil {
+			return err
+		}
+		if len(c.holders) == 0 {
+			return fmt.Errorf("%w: malformed command: a blob without holders", ErrCorrupt)
+		}
+	}
+	if c.op != opRemove {
+		if c.tags, err = decodeTagList(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // decodeName reads a collection, key or tag (kind names it) and checks it with
@@ -297,12 +366,20 @@ type rejectedError struct {
 func (e *rejectedError) Error() string { return e.msg }
 func (e *rejectedError) Unwrap() error { return e.err }
 
-// appendSnapshotHeader appends the header record of a snapshot of n collections.
-func appendSnapshotHeader(b []byte, n int) []byte {
-	b = rpc.AppendArrayHeader(b, 3)
+// appendSnapshotHeader appends the header record of a snapshot of n collections and
+// blobs blobs: version 1 when there are none, version 2 otherwise.
+func appendSnapshotHeader(b []byte, n, blobs int) []byte {
+	if blobs == 0 {
+		b = rpc.AppendArrayHeader(b, 3)
+		b = rpc.AppendString(b, snapshotMagic)
+		b = rpc.AppendUint(b, snapshotVersion)
+		return rpc.AppendUint(b, uint64(n))
+	}
+	b = rpc.AppendArrayHeader(b, 4)
 	b = rpc.AppendString(b, snapshotMagic)
-	b = rpc.AppendUint(b, snapshotVersion)
-	return rpc.AppendUint(b, uint64(n))
+	b = rpc.AppendUint(b, blobSnapshotVersion)
+	b = rpc.AppendUint(b, uint64(n))
+	return rpc.AppendUint(b, uint64(blobs))
 }
 
 // appendCollectionRecord appends the record that opens a collection of n keys.
@@ -370,34 +447,51 @@ func (sr *snapshotReader) streamError(what string, err error) error {
 	return fmt.Errorf("reading the snapshot: %w", err)
 }
 
-// header reads the header record and returns the number of collections it announces.
-func (sr *snapshotReader) header() (uint64, error) {
+// snapshotHeader is what a snapshot's header announces.
+type snapshotHeader struct {
+	version     uint64
+	collections uint64
+	blobs       uint64 // version 2 only
+}
+
+// header reads the header record.
+func (sr *snapshotReader) header() (snapshotHeader, error) {
+	var h snapshotHeader
 	n, err := sr.next("header")
 	if err != nil {
-		return 0, err
+		return h, err
 	}
 	if n < 2 {
-		return 0, fmt.Errorf("%w: snapshot header with %d elements", ErrCorrupt, n)
+		return h, fmt.Errorf("%w: snapshot header with %d elements", ErrCorrupt, n)
 	}
 	magic, err := sr.d.String()
 	if err != nil || magic != snapshotMagic {
-		return 0, fmt.Errorf("%w: not a storage snapshot", ErrCorrupt)
+		return h, fmt.Errorf("%w: not a storage snapshot", ErrCorrupt)
 	}
-	version, err := sr.d.Uint()
-	if err != nil {
-		return 0, malformed("snapshot version", err)
+	if h.version, err = sr.d.Uint(); err != nil {
+		return h, malformed("snapshot version", err)
 	}
-	if version != snapshotVersion {
-		return 0, fmt.Errorf("%w: snapshot version %d, this build reads %d", ErrUnsupportedVersion, version, snapshotVersion)
+	want := 3
+	switch h.version {
+	case snapshotVersion:
+	case blobSnapshotVersion:
+		want = 4
+	default:
+		return h, fmt.Errorf("%w: snapshot version %d, this build reads %d and %d",
+			ErrUnsupportedVersion, h.version, snapshotVersion, blobSnapshotVersion)
 	}
-	if n != 3 {
-		return 0, fmt.Errorf("%w: snapshot header with %d elements, want 3", ErrCorrupt, n)
+	if n != want {
+		return h, fmt.Errorf("%w: snapshot header with %d elements, want %d", ErrCorrupt, n, want)
 	}
-	count, err := sr.d.Uint()
-	if err != nil {
-		return 0, malformed("snapshot header", err)
+	if h.collections, err = sr.d.Uint(); err != nil {
+		return h, malformed("snapshot header", err)
 	}
-	return count, sr.done("header")
+	if h.version == blobSnapshotVersion {
+		if h.blobs, err = sr.d.Uint(); err != nil {
+			return h, malformed("snapshot header", err)
+		}
+	}
+	return h, sr.done("header")
 }
 
 // collection reads a collection record: its name and its number of keys.
@@ -423,31 +517,39 @@ func (sr *snapshotReader) collection() (string, uint64, error) {
 	return name, keys, sr.done("collection")
 }
 
-// entry reads an entry record. The value aliases the reader's buffer.
-func (sr *snapshotReader) entry() (string, []byte, []string, error) {
+// entry reads an entry record of a snapshot of the given version: an inline value,
+// which aliases the reader's buffer, or (version 2) a blob reference.
+func (sr *snapshotReader) entry(version uint64) (string, *entry, error) {
 	n, err := sr.next("entry")
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
-	if n != 3 {
-		return "", nil, nil, fmt.Errorf("%w: snapshot entry record with %d elements, want 3", ErrCorrupt, n)
+	if n != 3 && (n != 4 || version < blobSnapshotVersion) {
+		return "", nil, fmt.Errorf("%w: snapshot entry record with %d elements", ErrCorrupt, n)
 	}
 	key, err := decodeName(&sr.d, "key")
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
-	value, err := sr.d.Bytes()
-	if err != nil {
-		return "", nil, nil, malformed("snapshot value", err)
+	e := &entry{}
+	if n == 3 {
+		if e.value, err = sr.d.Bytes(); err != nil {
+			return "", nil, malformed("snapshot value", err)
+		}
+		if err := checkValueSize(e.value, MaxReplicatedValueSize); err != nil {
+			return "", nil, err
+		}
+	} else {
+		ref, err := decodeBlobRef(&sr.d)
+		if err != nil {
+			return "", nil, err
+		}
+		e.blob = &ref
 	}
-	if err := checkValueSize(value, MaxReplicatedValueSize); err != nil {
-		return "", nil, nil, err
+	if e.tags, err = decodeTagList(&sr.d); err != nil {
+		return "", nil, err
 	}
-	tags, err := decodeTagList(&sr.d)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	return key, value, tags, sr.done("entry")
+	return key, e, sr.done("entry")
 }
 
 // done checks that the current record has been read to its end.

@@ -64,12 +64,29 @@ func (c ReplicatedConfig) Validate() error {
 // A ReplicatedState has the methods of raft.FSM, but this package may not import raft, so
 // Snapshot returns *ReplicatedSnapshot rather than raft.Snapshot: the daemon registers it
 // through a one-method adapter (see the package's wiring notes in Replicated).
+//
+// Values over the inline limit live in the hosts' blob stores (see Blobs); the state keeps
+// a reference to each (its digest and size) in the entry, and per blob the hosts that hold
+// it. A blob that no entry refers to any more is dropped from the state at once, and from
+// the hosts' disks by their next collections.
 type ReplicatedState struct {
 	maxValueSize int // the admission limit of backends; Apply enforces MaxReplicatedValueSize
 
-	// mu guards collections. Apply and Restore hold it to write, readers to read.
+	// mu guards collections and blobs. Apply and Restore hold it to write, readers to read.
 	mu          sync.RWMutex
 	collections map[string]*collection // never holds an empty collection
+	blobs       map[Digest]blobInfo    // exactly the blobs some entry refers to
+
+	// blobsAdded has room for one token: "a blob may have been added since you last
+	// looked", which the blob store's replication loop waits for. Apply never blocks on it.
+	blobsAdded chan struct{}
+}
+
+// blobInfo is what the state knows of one blob.
+type blobInfo struct {
+	size    int64
+	refs    int      // the entries that refer to the blob; never 0 while it is in the map
+	holders []holder // sorted by host, unique, never empty; replaced whole, never modified
 }
 
 // collection is the data of one collection.
@@ -81,7 +98,8 @@ type collection struct {
 // entry is one key's value and tags. It is never modified once stored, so snapshots and
 // readers may share it; a write replaces it whole.
 type entry struct {
-	value []byte   // never nil
+	value []byte   // the value kept inline; never nil unless blob is set
+	blob  *blobRef // the value kept in the blob store; nil for an inline value
 	tags  []string // sorted, unique; nil for none
 }
 
@@ -93,7 +111,10 @@ func NewReplicatedState(cfg ReplicatedConfig) (*ReplicatedState, error) {
 	if cfg.MaxValueSize == 0 {
 		cfg.MaxValueSize = DefaultReplicatedValueSize
 	}
-	return &ReplicatedState{maxValueSize: cfg.MaxValueSize, collections: map[string]*collection{}}, nil
+	return &ReplicatedState{
+		maxValueSize: cfg.MaxValueSize, collections: map[string]*collection{}, blobs: map[Digest]blobInfo{},
+		blobsAdded: make(chan struct{}, 1), // one token, see the field
+	}, nil
 }
 
 // Apply applies one committed command (see replicated_codec.go) and returns its result:
@@ -118,8 +139,75 @@ func (s *ReplicatedState) Apply(_ uint64, cmd []byte) []byte {
 		s.writeLocked(c.collection, c.key, &entry{value: value, tags: c.tags})
 	case opRemove:
 		s.removeLocked(c.collection, c.key)
+	case opWriteBlob:
+		if info, ok := s.blobs[c.blob.digest]; ok && info.size != c.blob.size {
+			return appendRejectedResult(nil, fmt.Errorf("%w: blob %s of %d bytes, the state has it with %d",
+				ErrCorrupt, c.blob.digest, c.blob.size, info.size))
+		}
+		ref := c.blob
+		s.writeLocked(c.collection, c.key, &entry{blob: &ref, tags: c.tags})
+		for _, h := range c.holders {
+			s.holdLocked(c.blob.digest, h)
+		}
+		s.signalBlobs()
+	case opHold:
+		for _, d := range c.digests {
+			s.holdLocked(d, c.holders[0])
+		}
 	}
 	return appendAppliedResult(nil)
+}
+
+// signalBlobs tells the replication loop, if it is not told already, that blobs may
+// have been added.
+func (s *ReplicatedState) signalBlobs() {
+	select {
+	case s.blobsAdded <- struct{}{}:
+	default:
+	}
+}
+
+// holdLocked records h as a holder of the blob d, replacing its endpoints if it is one
+// already. A blob that is not in the state, or that has MaxBlobHolders other holders, is
+// left alone. s.mu must be held for writing.
+func (s *ReplicatedState) holdLocked(d Digest, h holder) {
+	info, ok := s.blobs[d]
+	if !ok {
+		return
+	}
+	i, found := slices.BinarySearchFunc(info.holders, h.host, func(x holder, host string) int {
+		return strings.Compare(x.host, host)
+	})
+	switch {
+	case found && equalHolder(info.holders[i], h):
+		return
+	case found:
+		info.holders = slices.Clone(info.holders)
+		info.holders[i] = h
+	case len(info.holders) >= MaxBlobHolders:
+		return
+	default:
+		info.holders = slices.Insert(slices.Clone(info.holders), i, h)
+	}
+	s.blobs[d] = info
+}
+
+// refLocked counts one more entry referring to ref; unrefLocked one fewer, dropping the
+// blob with its last reference. s.mu must be held for writing.
+func (s *ReplicatedState) refLocked(ref *blobRef) {
+	info := s.blobs[ref.digest]
+	info.size = ref.size
+	info.refs++
+	s.blobs[ref.digest] = info
+}
+
+func (s *ReplicatedState) unrefLocked(ref *blobRef) {
+	info := s.blobs[ref.digest]
+	if info.refs--; info.refs <= 0 {
+		delete(s.blobs, ref.digest)
+		return
+	}
+	s.blobs[ref.digest] = info
 }
 
 // writeLocked stores e under name/key, replacing the previous entry and its index
@@ -140,6 +228,14 @@ func (s *ReplicatedState) writeLocked(name, key string, e *entry) {
 	for _, tag := range e.tags {
 		c.indexKey(tag, key)
 	}
+	// Count the new reference before dropping the old one, so that rewriting a key with
+	// the same blob keeps the blob's holders.
+	if e.blob != nil {
+		s.refLocked(e.blob)
+	}
+	if prev := c.entries[key]; prev != nil && prev.blob != nil {
+		s.unrefLocked(prev.blob)
+	}
 	c.entries[key] = e
 }
 
@@ -156,6 +252,9 @@ func (s *ReplicatedState) removeLocked(name, key string) {
 	}
 	for _, tag := range prev.tags {
 		c.unindex(tag, key)
+	}
+	if prev.blob != nil {
+		s.unrefLocked(prev.blob)
 	}
 	delete(c.entries, key)
 	if len(c.entries) == 0 {
@@ -186,19 +285,50 @@ func (c *collection) unindex(tag, key string) {
 	}
 }
 
-// read returns a copy of the value of name/key, and whether it exists.
-func (s *ReplicatedState) read(name, key string) ([]byte, bool) {
+// read returns a copy of the value of name/key, and whether it exists. For a value kept
+// in the blob store it returns the reference and the blob's holders instead (which the
+// caller must not modify), and a nil value.
+func (s *ReplicatedState) read(name, key string) ([]byte, *blobRef, []holder, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := s.collections[name]
 	if c == nil {
-		return nil, false
+		return nil, nil, nil, false
 	}
 	e := c.entries[key]
 	if e == nil {
-		return nil, false
+		return nil, nil, nil, false
 	}
-	return slices.Clone(e.value), true // a clone of an empty value is empty, not nil
+	if e.blob != nil {
+		return nil, e.blob, s.blobs[e.blob.digest].holders, true
+	}
+	return slices.Clone(e.value), nil, nil, true // a clone of an empty value is empty, not nil
+}
+
+// blobStatus is one blob of the state, as the blob store's loops see it.
+type blobStatus struct {
+	ref     blobRef
+	holders []holder // do not modify
+}
+
+// blobList returns every blob the state refers to, sorted by digest.
+func (s *ReplicatedState) blobList() []blobStatus {
+	s.mu.RLock()
+	out := make([]blobStatus, 0, len(s.blobs))
+	for d, info := range s.blobs {
+		out = append(out, blobStatus{ref: blobRef{digest: d, size: info.size}, holders: info.holders})
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b blobStatus) int { return bytes.Compare(a.ref.digest[:], b.ref.digest[:]) })
+	return out
+}
+
+// referenced reports whether some entry refers to the blob d.
+func (s *ReplicatedState) referenced(d Digest) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.blobs[d]
+	return ok
 }
 
 // find returns, sorted, the keys of collection name that carry every tag; never nil. It
@@ -252,7 +382,10 @@ func inAll(sets []map[string]struct{}, key string) bool {
 func (s *ReplicatedState) Snapshot() (*ReplicatedSnapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	snap := &ReplicatedSnapshot{collections: make(map[string]map[string]*entry, len(s.collections))}
+	snap := &ReplicatedSnapshot{
+		collections: make(map[string]map[string]*entry, len(s.collections)),
+		blobs:       maps.Clone(s.blobs), // holder lists are never modified in place
+	}
 	for name, c := range s.collections {
 		snap.collections[name] = maps.Clone(c.entries)
 	}
@@ -266,7 +399,7 @@ func (s *ReplicatedState) Snapshot() (*ReplicatedSnapshot, error) {
 // The index is not used. Restore never panics, and never allocates much more than the
 // size of the data it reads.
 func (s *ReplicatedState) Restore(r io.Reader, _ uint64) error {
-	collections, err := readSnapshot(r)
+	collections, blobs, err := readSnapshot(r)
 	if err != nil {
 		if errors.Is(err, ErrInvalidName) || errors.Is(err, ErrTooLarge) {
 			// A name or value the store could never have held: the snapshot is corrupt.
@@ -275,63 +408,94 @@ func (s *ReplicatedState) Restore(r io.Reader, _ uint64) error {
 		return &opError{op: "restore", name: "snapshot", err: err}
 	}
 	s.mu.Lock()
-	s.collections = collections
+	s.collections, s.blobs = collections, blobs
 	s.mu.Unlock()
+	s.signalBlobs()
 	return nil
 }
 
-// readSnapshot decodes a snapshot stream into the collections it holds.
-func readSnapshot(r io.Reader) (map[string]*collection, error) {
+// readSnapshot decodes a snapshot stream into the collections and blobs it holds.
+func readSnapshot(r io.Reader) (map[string]*collection, map[Digest]blobInfo, error) {
 	sr := newSnapshotReader(r)
-	count, err := sr.header()
+	h, err := sr.header()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	collections := map[string]*collection{}
+	blobs := map[Digest]blobInfo{} // refs and sizes from the entries, holders from the records
 	prevName := ""
-	// count comes from the input; the loop allocates only as records arrive.
-	for i := range count {
+	// The counts come from the input; the loops allocate only as records arrive.
+	for i := range h.collections {
 		name, keys, err := sr.collection()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if i > 0 && name <= prevName {
-			return nil, fmt.Errorf("%w: snapshot collections out of order at %s", ErrCorrupt, displayName(name))
+			return nil, nil, fmt.Errorf("%w: snapshot collections out of order at %s", ErrCorrupt, displayName(name))
 		}
 		prevName = name
 		c := newCollection()
 		prevKey := ""
 		for j := range keys {
-			key, value, tags, err := sr.entry()
+			key, e, err := sr.entry(h.version)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if j > 0 && key <= prevKey {
-				return nil, fmt.Errorf("%w: snapshot keys out of order at %s", ErrCorrupt, keyName(name, key))
+				return nil, nil, fmt.Errorf("%w: snapshot keys out of order at %s", ErrCorrupt, keyName(name, key))
 			}
 			prevKey = key
-			// The reader's buffer holds many records; a clone keeps only this value alive.
-			value = bytes.Clone(value)
-			if value == nil {
-				value = []byte{}
+			if e.blob != nil {
+				info, seen := blobs[e.blob.digest]
+				if seen && info.size != e.blob.size {
+					return nil, nil, fmt.Errorf("%w: blob %s with sizes %d and %d in the snapshot", ErrCorrupt, e.blob.digest, info.size, e.blob.size)
+				}
+				blobs[e.blob.digest] = blobInfo{size: e.blob.size, refs: info.refs + 1}
+			} else {
+				// The reader's buffer holds many records; a clone keeps only this value alive.
+				e.value = bytes.Clone(e.value)
+				if e.value == nil {
+					e.value = []byte{}
+				}
 			}
-			c.entries[key] = &entry{value: value, tags: tags}
-			for _, tag := range tags {
+			c.entries[key] = e
+			for _, tag := range e.tags {
 				c.indexKey(tag, key)
 			}
 		}
 		collections[name] = c
 	}
-	if err := sr.end(); err != nil {
-		return nil, err
+	if h.blobs != uint64(len(blobs)) {
+		return nil, nil, fmt.Errorf("%w: the snapshot announces %d blobs, its entries refer to %d", ErrCorrupt, h.blobs, len(blobs))
 	}
-	return collections, nil
+	var prev Digest
+	for i := range h.blobs {
+		ref, holders, err := sr.blob()
+		if err != nil {
+			return nil, nil, err
+		}
+		if i > 0 && bytes.Compare(ref.digest[:], prev[:]) <= 0 {
+			return nil, nil, fmt.Errorf("%w: snapshot blobs out of order at %s", ErrCorrupt, ref.digest)
+		}
+		prev = ref.digest
+		info, ok := blobs[ref.digest]
+		if !ok || info.size != ref.size {
+			return nil, nil, fmt.Errorf("%w: snapshot blob %s of %d bytes is not the one its entries refer to", ErrCorrupt, ref.digest, ref.size)
+		}
+		info.holders = holders
+		blobs[ref.digest] = info
+	}
+	if err := sr.end(); err != nil {
+		return nil, nil, err
+	}
+	return collections, blobs, nil
 }
 
 // ReplicatedSnapshot is a point-in-time copy of a ReplicatedState. It implements
 // raft.Snapshot.
 type ReplicatedSnapshot struct {
 	collections map[string]map[string]*entry // shared entries, never modified
+	blobs       map[Digest]blobInfo
 }
 
 // snapshotChunk is the write size of Persist: large enough that the sink sees few writes,
@@ -342,7 +506,7 @@ const snapshotChunk = 64 << 10
 // concurrently with Apply, and more than once.
 func (p *ReplicatedSnapshot) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, snapshotChunk)
-	buf := appendSnapshotHeader(nil, len(p.collections))
+	buf := appendSnapshotHeader(nil, len(p.collections), len(p.blobs))
 	if _, err := bw.Write(buf); err != nil {
 		return err
 	}
@@ -354,19 +518,31 @@ func (p *ReplicatedSnapshot) Persist(w io.Writer) error {
 		}
 		for _, key := range slices.Sorted(maps.Keys(entries)) {
 			e := entries[key]
-			// [key, value, tags], with the value written from where it is, not copied
-			// into buf first.
-			buf = appendEntryHead(buf[:0], key, len(e.value))
+			if e.blob != nil {
+				buf = appendBlobEntryHead(buf[:0], key, *e.blob)
+			} else {
+				// [key, value, tags], with the value written from where it is, not
+				// copied into buf first.
+				buf = appendEntryHead(buf[:0], key, len(e.value))
+				if _, err := bw.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+				if _, err := bw.Write(e.value); err != nil {
+					return err
+				}
+			}
+			buf = appendTagList(buf, e.tags)
 			if _, err := bw.Write(buf); err != nil {
 				return err
 			}
-			if _, err := bw.Write(e.value); err != nil {
-				return err
-			}
-			buf = appendTagList(buf[:0], e.tags)
-			if _, err := bw.Write(buf); err != nil {
-				return err
-			}
+		}
+	}
+	digests := slices.SortedFunc(maps.Keys(p.blobs), func(a, b Digest) int { return bytes.Compare(a[:], b[:]) })
+	for _, d := range digests {
+		buf = appendBlobRecord(buf[:0], d, p.blobs[d])
+		if _, err := bw.Write(buf); err != nil {
+			return err
 		}
 	}
 	return bw.Flush()

@@ -41,20 +41,28 @@ func snapshotBytes(t testing.TB, s *ReplicatedState) []byte {
 	return buf.Bytes()
 }
 
-// checkState checks the invariants of s: no empty collection, values never nil, tags
-// sorted and unique, and an index that lists exactly the keys carrying each tag, with no
-// empty set.
+// checkState checks the invariants of s: no empty collection, values never nil unless a
+// blob holds them, tags sorted and unique, an index that lists exactly the keys carrying
+// each tag, with no empty set, and a blob table with exactly the referenced blobs, each
+// with its number of references, its size and sorted, unique holders.
 func checkState(s *ReplicatedState) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	refs := map[Digest]int{}
 	for name, c := range s.collections {
 		if len(c.entries) == 0 {
 			return fmt.Errorf("collection %q is empty", name)
 		}
 		want := map[string]map[string]struct{}{}
 		for key, e := range c.entries {
-			if e.value == nil {
-				return fmt.Errorf("%q/%q: nil value", name, key)
+			if (e.value == nil) == (e.blob == nil) {
+				return fmt.Errorf("%q/%q: value %v and blob %v", name, key, e.value, e.blob)
+			}
+			if e.blob != nil {
+				refs[e.blob.digest]++
+				if info, ok := s.blobs[e.blob.digest]; !ok || info.size != e.blob.size {
+					return fmt.Errorf("%q/%q: blob %s of %d bytes, the table has %+v", name, key, e.blob.digest, e.blob.size, info)
+				}
 			}
 			if e.tags != nil && len(e.tags) == 0 {
 				return fmt.Errorf("%q/%q: empty non-nil tags", name, key)
@@ -73,7 +81,29 @@ func checkState(s *ReplicatedState) error {
 			return fmt.Errorf("collection %q: index %v, want %v", name, c.index, want)
 		}
 	}
+	if len(refs) != len(s.blobs) {
+		return fmt.Errorf("%d blobs referenced, the table has %d", len(refs), len(s.blobs))
+	}
+	for d, info := range s.blobs {
+		if info.refs != refs[d] {
+			return fmt.Errorf("blob %s: %d references counted, %d made", d, info.refs, refs[d])
+		}
+		if len(info.holders) == 0 || len(info.holders) > MaxBlobHolders {
+			return fmt.Errorf("blob %s: %d holders", d, len(info.holders))
+		}
+		for i := 1; i < len(info.holders); i++ {
+			if info.holders[i-1].host >= info.holders[i].host {
+				return fmt.Errorf("blob %s: holders not sorted and unique", d)
+			}
+		}
+	}
 	return nil
+}
+
+// readValue returns the inline value of collection/key, and whether there is one.
+func readValue(s *ReplicatedState, collection, key string) ([]byte, bool) {
+	v, ref, _, ok := s.read(collection, key)
+	return v, ok && ref == nil
 }
 
 func mustApply(t testing.TB, s *ReplicatedState, cmd []byte) {
@@ -166,7 +196,7 @@ func TestApplyRejects(t *testing.T) {
 		{"not an array", []byte{0x01}, ErrCorrupt},
 		{"empty array", []byte{0x90}, ErrCorrupt},
 		{"version only", []byte{0x91, 0x01}, ErrCorrupt},
-		{"version 2", encode(t, 2, 1, "c", "k", []byte("v"), []string{}), ErrUnsupportedVersion},
+		{"version 3", encode(t, 3, 1, "c", "k", []byte("v"), []string{}), ErrUnsupportedVersion},
 		{"version not a number", encode(t, "1", 1, "c", "k"), ErrCorrupt},
 		{"unknown operation", encode(t, 1, 3, "c", "k"), ErrCorrupt},
 		{"write without tags", encode(t, 1, opWrite, "c", "k", []byte("v")), ErrCorrupt},
@@ -212,7 +242,7 @@ func TestApplyIgnoresAdmissionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustApply(t, s, appendWriteCommand(nil, "c", "k", make([]byte, MaxReplicatedValueSize), nil))
-	if v, ok := s.read("c", "k"); !ok || len(v) != MaxReplicatedValueSize {
+	if v, ok := readValue(s, "c", "k"); !ok || len(v) != MaxReplicatedValueSize {
 		t.Fatalf("read %d bytes, %v", len(v), ok)
 	}
 }
@@ -249,6 +279,7 @@ type model map[string]map[string]modelEntry
 
 type modelEntry struct {
 	value string
+	blob  *Digest // set for a blob reference, and value is empty
 	tags  []string
 }
 
@@ -277,11 +308,28 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 	cmds := make([][]byte, n)
 	for i := range cmds {
 		collection, key := pick("c", 3), pick("k", 8)
-		switch rng.IntN(10) {
+		switch rng.IntN(13) {
 		case 0, 1, 2:
 			cmds[i] = appendRemoveCommand(nil, collection, key)
 		case 3:
 			cmds[i] = []byte{0x93, 0x01, 0x09, 0x00} // rejected, as invalid commands are
+		case 4, 5:
+			// Four blobs, each with its own size, held by some of three hosts.
+			n := rng.IntN(4)
+			ref := blobRef{digest: DigestOf([]byte{byte(n)}), size: int64(10 * (n + 1))}
+			cmds[i] = appendWriteBlobCommand(nil, collection, key, ref, []holder{testHolder(pick("h", 3), 1+rng.IntN(2))}, normalizeTags([]string{pick("t", 5)}))
+		case 6:
+			var digests []Digest
+			for n := range 4 {
+				if rng.IntN(2) == 0 {
+					digests = append(digests, DigestOf([]byte{byte(n)}))
+				}
+			}
+			if len(digests) == 0 {
+				digests = append(digests, DigestOf([]byte{9})) // no such blob: skipped
+			}
+			slices.SortFunc(digests, func(a, b Digest) int { return bytes.Compare(a[:], b[:]) })
+			cmds[i] = appendHoldCommand(nil, testHolder(pick("h", 3), 1+rng.IntN(2)), digests)
 		default:
 			var tags []string
 			for range rng.IntN(4) {
@@ -305,11 +353,15 @@ func TestReplicatedStateModel(t *testing.T) {
 				t.Fatalf("command %d: %v", i, err)
 			}
 			switch c.op {
-			case opWrite:
+			case opWrite, opWriteBlob:
 				if m[c.collection] == nil {
 					m[c.collection] = map[string]modelEntry{}
 				}
-				m[c.collection][c.key] = modelEntry{string(c.value), c.tags}
+				e := modelEntry{value: string(c.value), tags: c.tags}
+				if c.op == opWriteBlob {
+					e.blob = &c.blob.digest
+				}
+				m[c.collection][c.key] = e
 			case opRemove:
 				delete(m[c.collection], c.key)
 				if len(m[c.collection]) == 0 {
@@ -327,10 +379,10 @@ func TestReplicatedStateModel(t *testing.T) {
 			collection := fmt.Sprint("c", c)
 			for k := range 8 {
 				key := fmt.Sprint("k", k)
-				v, ok := s.read(collection, key)
+				v, ref, _, ok := s.read(collection, key)
 				e, want := m[collection][key]
-				if ok != want || string(v) != e.value {
-					t.Fatalf("after command %d: read %s/%s = %q, %v; want %q, %v", i, collection, key, v, ok, e.value, want)
+				if ok != want || string(v) != e.value || (ref == nil) != (e.blob == nil) || ref != nil && ref.digest != *e.blob {
+					t.Fatalf("after command %d: read %s/%s = %q, %v, %v; want %+v, %v", i, collection, key, v, ref, ok, e, want)
 				}
 			}
 			for _, tags := range [][]string{{"t0"}, {"t1", "t2"}, {"t3", "t4", "t0"}, {"t9"}} {
@@ -422,7 +474,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		{"later", "k", "", false},
 		{"old", "k", "", false},
 	} {
-		v, ok := b.read(tc.collection, tc.key)
+		v, ok := readValue(b, tc.collection, tc.key)
 		if ok != tc.ok || string(v) != tc.value || ok && v == nil {
 			t.Errorf("read %q/%q = %q, %v; want %q, %v", tc.collection, tc.key, v, ok, tc.value, tc.ok)
 		}
@@ -474,7 +526,8 @@ func TestRestoreRejects(t *testing.T) {
 		{"header not an array", []byte{0x01}, ErrCorrupt},
 		{"short header", snapshotOf(t, []any{snapshotMagic}), ErrCorrupt},
 		{"wrong magic", snapshotOf(t, []any{"cocaine-unicorn", 1, 0}), ErrCorrupt},
-		{"version 2", snapshotOf(t, []any{snapshotMagic, 2, 0}), ErrUnsupportedVersion},
+		{"version 3", snapshotOf(t, []any{snapshotMagic, 3, 0, 0}), ErrUnsupportedVersion},
+		{"version 2 with a short header", snapshotOf(t, []any{snapshotMagic, 2, 0}), ErrCorrupt},
 		{"long header", snapshotOf(t, []any{snapshotMagic, 1, 0, 0}), ErrCorrupt},
 		{"negative count", snapshotOf(t, []any{snapshotMagic, 1, -1}), ErrCorrupt},
 		{"missing collection", snapshotOf(t, hdr(1)), ErrCorrupt},

@@ -119,7 +119,7 @@ func TestReplicatedReadsWaitForReadIndex(t *testing.T) {
 	defer r.Close()
 
 	mustWrite(t, r, "c", "k", []byte("v"), "t")
-	if _, ok := state.read("c", "k"); ok {
+	if _, ok := readValue(state, "c", "k"); ok {
 		t.Fatal("the lagging consensus applied the write at once")
 	}
 	if got := mustRead(t, r, "c", "k"); string(got) != "v" {

@@ -31,6 +31,8 @@ var errorTable = rpc.ErrorTable{
 	{Err: ErrInvalidName, Category: rpc.CategoryGeneric, Code: int(syscall.EINVAL)},
 	{Err: ErrTooLarge, Category: rpc.CategoryGeneric, Code: int(syscall.EFBIG)},
 	{Err: ErrClosed, Category: rpc.CategoryGeneric, Code: int(syscall.ESHUTDOWN)},
+	{Err: ErrBlobUnavailable, Category: rpc.CategoryGeneric, Code: int(syscall.EAGAIN)},
+	{Err: ErrCorrupt, Category: rpc.CategoryGeneric, Code: int(syscall.EIO)},
 }
 
 // Config configures the storage service.
