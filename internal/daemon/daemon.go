@@ -205,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return rerr
 	}
 
-	backend := storage.NewReplicated(state, node.Sub(tagStorage))
+	backend := storage.NewReplicated(state, node.Sub(tagStorage), nil)
 	defer backend.Close()
 
 	reg := locator.NewRegistry()

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cocaine/cocaine/rpc"
 )
 
 func openTestStore(t testing.TB, maxSize int) *blobStore {
@@ -317,8 +319,91 @@ func TestBlobStoreCollect(t *testing.T) {
 	}
 }
 
-// fuzzBlob is the blob whose file FuzzBlobStoreRead replaces.
+// blobStream encodes a blob stream as a sequence of [type, args] arrays, the fuzz input
+// of FuzzReceiveBlob.
+func blobStream(msgs ...[]any) []byte {
+	var b []byte
+	for _, m := range msgs {
+		b = rpc.AppendArrayHeader(b, 2)
+		b = rpc.AppendUint(b, uint64(m[0].(int)))
+		args, err := rpc.AppendArgs(nil, m[1:]...)
+		if err != nil {
+			panic(err)
+		}
+		b = append(b, args...)
+	}
+	return b
+}
+
+// fuzzBlob is the blob that FuzzReceiveBlob's streams try to deliver.
 var fuzzBlob = []byte("a small archive, in three chunks")
+
+func receiveSeeds() [][]byte {
+	return [][]byte{
+		blobStream([]any{rpc.Write, fuzzBlob[:10]}, []any{rpc.Write, fuzzBlob[10:20]}, []any{rpc.Write, fuzzBlob[20:]}, []any{rpc.Close}),
+		blobStream([]any{rpc.Write, fuzzBlob}, []any{rpc.Close}),
+		blobStream([]any{rpc.Write, fuzzBlob}, []any{rpc.Write, []byte("!")}, []any{rpc.Close}),
+		blobStream([]any{rpc.Write, fuzzBlob[:5]}, []any{rpc.Close}),
+		blobStream([]any{rpc.Write, []byte("A small archive, in three chunks")}, []any{rpc.Close}),
+		blobStream([]any{rpc.Fail, []any{12, 2}, "blob is not on this host"}),
+		blobStream([]any{rpc.Write, 7}, []any{rpc.Close}),
+		blobStream([]any{rpc.Write, fuzzBlob}),
+	}
+}
+
+// FuzzReceiveBlob feeds arbitrary message streams to the fetcher's receiving side.
+// Whatever the input: no panic, and the blob is committed exactly when the chunks before
+// the close are the blob's bytes; otherwise nothing is left in the store.
+func FuzzReceiveBlob(f *testing.F) {
+	for _, seed := range receiveSeeds() {
+		f.Add(seed)
+	}
+	names := map[uint64]string{rpc.Write: "write", rpc.Fail: "error", rpc.Close: "close"}
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		s := openTestStore(t, 1<<10)
+		d := DigestOf(fuzzBlob)
+		w, err := s.create(d, int64(len(fuzzBlob)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.abort()
+		dec := rpc.NewDecoder(stream)
+		var sent []byte // the chunks the stream carries, as far as they decode
+		closed := false
+		next := func() (rpc.Message, error) {
+			n, err := dec.ArrayLen()
+			if err != nil || n != 2 {
+				return rpc.Message{}, errors.New("end of the test stream")
+			}
+			typ, err := dec.Uint()
+			if err != nil {
+				return rpc.Message{}, err
+			}
+			args, err := dec.Raw()
+			if err != nil {
+				return rpc.Message{}, err
+			}
+			var chunk []byte
+			if typ == rpc.Write && rpc.Args(args).Scan(&chunk) == nil {
+				sent = append(sent, chunk...)
+			}
+			closed = closed || typ == rpc.Close
+			return rpc.Message{Type: typ, Name: names[typ], Args: rpc.Args(args)}, nil
+		}
+		err = receiveBlob(w, next)
+		w.abort()
+		if (err == nil) != (closed && bytes.Equal(sent, fuzzBlob)) {
+			t.Fatalf("receiveBlob = %v for chunks %q, closed %v", err, sent, closed)
+		}
+		got, gerr := s.get(d)
+		if err == nil && (gerr != nil || !bytes.Equal(got, fuzzBlob)) {
+			t.Fatalf("committed, then get = %q, %v", got, gerr)
+		}
+		if err != nil && len(dirNames(t, s)) != 0 {
+			t.Fatalf("a failed receive left %q", dirNames(t, s))
+		}
+	})
+}
 
 // FuzzBlobStoreRead puts arbitrary bytes where a blob's file is: get returns them only
 // if they are the blob, and otherwise reports corruption and removes the file.

@@ -174,7 +174,7 @@ func newTestReplicated(t testing.TB, cfg ReplicatedConfig) (*Replicated, *Replic
 		t.Fatalf("NewReplicatedState: %v", err)
 	}
 	c := newLocalConsensus(state)
-	r := NewReplicated(state, c)
+	r := NewReplicated(state, c, nil)
 	t.Cleanup(func() {
 		if err := r.Close(); err != nil {
 			t.Errorf("Close: %v", err)

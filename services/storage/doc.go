@@ -12,11 +12,26 @@
 //   - Replicated keeps everything in a ReplicatedState, an in-memory store that the raft
 //     layer drives as its FSM, so every host holds a full replica. Writes and removes are
 //     proposed through a Consensus and return once the cluster has committed them and this
-//     host has applied them. Values may be up to ReplicatedConfig.MaxValueSize
+//     host has applied them. Values up to ReplicatedConfig.MaxValueSize
 //     (DefaultReplicatedValueSize, 1 MiB, by default, and never more than
-//     MaxReplicatedValueSize, 4 MiB): every value travels through the raft log and lives
-//     in memory on every host. Larger values fail with ErrTooLarge before anything is
-//     proposed; they belong in the content-addressed blob store, which is not built yet.
+//     MaxReplicatedValueSize, 4 MiB) travel through the raft log and live in memory on
+//     every host. Larger ones, up to BlobsConfig.MaxBlobSize (DefaultMaxBlobSize, 256
+//     MiB), live in the hosts' blob stores (Blobs), and the state keeps a reference to
+//     each; without a blob store they fail with ErrTooLarge before anything is proposed.
+//
+// # The blob store
+//
+// Each host keeps blobs as files named by the SHA-256 of their bytes, written atomically
+// and checked against their name on every read. A write over the inline limit stores
+// the value on the receiving host first, then proposes a reference (digest, size, and
+// the hosts holding the blob, at first just this one); references behave as values for
+// tags, find and remove. A read of a reference serves the local copy, or fetches the blob
+// from a holder through the blobs service (BlobsGraph), checks it and keeps it. Every
+// host fetches each referenced blob in the background and records itself as a holder
+// through the log, so that a holder's death loses nothing, and deletes the blobs no key
+// refers to (never one whose write is still being proposed). A blob no reachable holder
+// can send fails with ErrBlobUnavailable, within the caller's ctx and the store's
+// timeouts.
 //
 // Both backends apply the same name rules (Validate, ValidateTags: names of 1 to
 // MaxNameSize bytes without NUL, at most MaxTags distinct tags per key) and the same
@@ -44,5 +59,7 @@
 //
 // Commands, Apply results and snapshots are MessagePack, written with rpc's encoders and
 // read with rpc.Decoder; each carries a version so that a later build can change them.
-// They are described at the top of replicated_codec.go.
+// They are described at the top of replicated_codec.go. Version 2 of commands and
+// snapshots adds blob references; what has no blob is still written in version 1, and
+// version-1 snapshots restore.
 package storage

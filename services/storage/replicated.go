@@ -34,15 +34,22 @@ type Consensus interface {
 //
 // The daemon wires it as follows: it creates the state with NewReplicatedState, registers
 // it as the FSM of a raft group (adapting Snapshot's result type to raft.Snapshot, which
-// *ReplicatedSnapshot implements), and passes the group's handle, which satisfies
-// Consensus, to NewReplicated. The state, not the backend, belongs to the raft layer:
-// Close leaves it alone.
+// *ReplicatedSnapshot implements), opens the host's blob store with NewBlobs over the
+// state and the group's handle, which satisfies Consensus, and passes all three to
+// NewReplicated; it serves the blob store as the blobs service, through which hosts fetch
+// each other's blobs. The state, not the backend, belongs to the raft layer, and
+// the blob store to its Run: Close leaves them alone.
+//
+// Values up to the state's limit (ReplicatedConfig.MaxValueSize) travel through the log;
+// larger ones, up to the blob store's limit, are kept in the blob store and only a
+// reference travels (see Blobs). Without a blob store they are refused.
 //
 // Besides the errors each method lists, any method may return the Consensus's own errors,
 // wrapped with the operation and name.
 type Replicated struct {
 	state *ReplicatedState
 	c     Consensus
+	blobs *Blobs // nil: no values over the state's limit
 
 	closing context.Context // cancelled by Close, which ends the calls in flight
 	cancel  context.CancelFunc
@@ -55,14 +62,19 @@ type Replicated struct {
 
 var _ Backend = (*Replicated)(nil)
 
-// NewReplicated returns a backend over state, replicated through c. Both must be non-nil.
-// Its value limit is the state's (ReplicatedConfig.MaxValueSize).
-func NewReplicated(state *ReplicatedState, c Consensus) *Replicated {
+// NewReplicated returns a backend over state, replicated through c, with values over the
+// state's limit (ReplicatedConfig.MaxValueSize) kept in blobs, up to its limit. state and
+// c must be non-nil; blobs may be nil, and then larger values are refused. blobs must
+// have been opened over state.
+func NewReplicated(state *ReplicatedState, c Consensus, blobs *Blobs) *Replicated {
 	if state == nil || c == nil {
 		panic("storage: NewReplicated needs a state and a consensus")
 	}
+	if blobs != nil && blobs.state != state {
+		panic("storage: NewReplicated needs the blob store of its own state")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Replicated{state: state, c: c, closing: ctx, cancel: cancel}
+	return &Replicated{state: state, c: c, blobs: blobs, closing: ctx, cancel: cancel}
 }
 
 // Close cancels the calls in flight, waits for them to return, and makes later calls
@@ -83,7 +95,9 @@ func (r *Replicated) Close() error {
 }
 
 // Read implements Backend. It returns ErrNotFound, ErrInvalidName, ErrClosed or ctx.Err(),
-// wrapped, besides the Consensus's errors.
+// wrapped, besides the Consensus's errors. A value kept in the blob store is read from
+// this host's copy or fetched from a holder (see Blobs); when none can send it Read
+// returns ErrBlobUnavailable, within ctx and the blob store's timeouts.
 func (r *Replicated) Read(ctx context.Context, collection, key string) ([]byte, error) {
 	name := keyName(collection, key)
 	ctx, end, err := r.begin(ctx)
@@ -97,19 +111,28 @@ func (r *Replicated) Read(ctx context.Context, collection, key string) ([]byte, 
 	if err := r.catchUp(ctx); err != nil {
 		return nil, &opError{op: "read", name: name, err: r.cause(ctx, err)}
 	}
-	value, ref, _, ok := r.state.read(collection, key)
+	value, ref, holders, ok := r.state.read(collection, key)
 	if !ok {
 		return nil, &opError{op: "read", name: name, err: ErrNotFound}
 	}
-	if ref != nil {
+	if ref == nil {
+		return value, nil
+	}
+	if r.blobs == nil {
 		return nil, &opError{op: "read", name: name, err: fmt.Errorf("%w: blob %s: this host has no blob store", ErrBlobUnavailable, ref.digest)}
+	}
+	value, err = r.blobs.read(ctx, *ref, holders)
+	if err != nil {
+		return nil, &opError{op: "read", name: name, err: r.cause(ctx, err)}
 	}
 	return value, nil
 }
 
 // Write implements Backend. It returns ErrInvalidName, ErrTooLarge (for a value over the
-// state's limit, before proposing anything), ErrClosed or ctx.Err(), wrapped, besides the
-// Consensus's errors.
+// blob store's limit, or over the state's without a blob store, before proposing
+// anything), ErrClosed or ctx.Err(), wrapped, besides the Consensus's errors and the blob
+// store's I/O errors. A value over the state's limit is stored in this host's blob store
+// before its reference is proposed.
 func (r *Replicated) Write(ctx context.Context, collection, key string, value []byte, tags []string) error {
 	name := keyName(collection, key)
 	ctx, end, err := r.begin(ctx)
@@ -123,12 +146,23 @@ func (r *Replicated) Write(ctx context.Context, collection, key string, value []
 	if err := ValidateTags(tags); err != nil {
 		return &opError{op: "write", name: name, err: err}
 	}
-	if len(value) > r.state.maxValueSize {
+	var cmd []byte
+	switch {
+	case len(value) <= r.state.maxValueSize:
+		cmd = appendWriteCommand(nil, collection, key, value, normalizeTags(tags))
+	case r.blobs == nil:
 		return &opError{op: "write", name: name, err: fmt.Errorf(
-			"%w: %d bytes, the limit is %d; values this large need the blob store, which is not built yet",
+			"%w: %d bytes, the limit is %d; larger values need a blob store, which this backend does not have",
 			ErrTooLarge, len(value), r.state.maxValueSize)}
+	default:
+		var done func()
+		if cmd, done, err = r.blobs.prepareWrite(collection, key, value, normalizeTags(tags)); err != nil {
+			return &opError{op: "write", name: name, err: err}
+		}
+		// The blob is safe from collection until the proposal returns; after a failure
+		// that may yet commit, for one more collection interval.
+		defer done()
 	}
-	cmd := appendWriteCommand(nil, collection, key, value, normalizeTags(tags))
 	if err := r.propose(ctx, cmd); err != nil {
 		return &opError{op: "write", name: name, err: err}
 	}

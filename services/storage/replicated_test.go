@@ -41,7 +41,8 @@ func TestReplicatedConformance(t *testing.T) {
 	})
 }
 
-// A value over the replicated limit is refused before anything is proposed, with advice.
+// Without a blob store, a value over the replicated limit is refused before anything is
+// proposed, with advice.
 func TestReplicatedTooLarge(t *testing.T) {
 	ctx := context.Background()
 	r, _, c := newTestReplicated(t, ReplicatedConfig{})
@@ -50,7 +51,7 @@ func TestReplicatedTooLarge(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Write = %v, want ErrTooLarge", err)
 	}
-	want := fmt.Sprintf("storage: write apps/archive: value too large: %d bytes, the limit is %d; values this large need the blob store, which is not built yet",
+	want := fmt.Sprintf("storage: write apps/archive: value too large: %d bytes, the limit is %d; larger values need a blob store, which this backend does not have",
 		DefaultReplicatedValueSize+1, DefaultReplicatedValueSize)
 	if err.Error() != want {
 		t.Fatalf("message %q, want %q", err, want)
@@ -115,7 +116,7 @@ func TestReplicatedReadsWaitForReadIndex(t *testing.T) {
 	ctx := context.Background()
 	state := newState(t)
 	c := &laggingConsensus{state: state}
-	r := NewReplicated(state, c)
+	r := NewReplicated(state, c, nil)
 	defer r.Close()
 
 	mustWrite(t, r, "c", "k", []byte("v"), "t")
@@ -192,7 +193,7 @@ func TestReplicatedConsensusErrors(t *testing.T) {
 			ErrUnsupportedVersion, "storage: write c/k: unsupported store version: command version 2, this build applies 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewReplicated(state, tc.c)
+			r := NewReplicated(state, tc.c, nil)
 			defer r.Close()
 			err := tc.op(r)
 			if !errors.Is(err, tc.want) {
@@ -220,7 +221,7 @@ func TestReplicatedCloseInFlight(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := stalledConsensus{entered: make(chan string), cancelled: make(chan struct{}), release: make(chan struct{})}
-			r := NewReplicated(newState(t), c)
+			r := NewReplicated(newState(t), c, nil)
 			var wg sync.WaitGroup
 			opErr := make(chan error, 1)     // the call's one result
 			closeDone := make(chan error, 1) // Close's one result
@@ -254,7 +255,7 @@ func TestReplicatedCloseInFlight(t *testing.T) {
 // A caller's own cancellation is reported as such, not as ErrClosed.
 func TestReplicatedCallerCancel(t *testing.T) {
 	c := stalledConsensus{entered: make(chan string)}
-	r := NewReplicated(newState(t), c)
+	r := NewReplicated(newState(t), c, nil)
 	defer r.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1) // the one result; the test reads it after the cancel
@@ -281,7 +282,7 @@ func TestNewReplicatedNil(t *testing.T) {
 					t.Fatal("NewReplicated did not panic")
 				}
 			}()
-			NewReplicated(tc.state, tc.c)
+			NewReplicated(tc.state, tc.c, nil)
 		})
 	}
 }

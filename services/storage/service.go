@@ -25,7 +25,7 @@ var Graph = rpc.ServiceGraph(1,
 )
 
 // errorTable maps the backend's sentinels to the generic (errno) category, as the
-// original's files backend reported them (protocol.md §6.3).
+// original's files backend reported them (protocol.md §6.3). The blobs service uses it too.
 var errorTable = rpc.ErrorTable{
 	{Err: ErrNotFound, Category: rpc.CategoryGeneric, Code: int(syscall.ENOENT)},
 	{Err: ErrInvalidName, Category: rpc.CategoryGeneric, Code: int(syscall.EINVAL)},

@@ -78,7 +78,8 @@ type server struct {
 // when the test ends.
 type backend func(t *testing.T, maxValueSize int) storage.Backend
 
-// forEachBackend runs test once for each Backend, as a subtest named after it.
+// forEachBackend runs test once for each Backend, as a subtest named after it: bolt, and
+// replicated without and with a blob store.
 func forEachBackend(t *testing.T, test func(t *testing.T, open backend)) {
 	for _, be := range []struct {
 		name string
@@ -94,6 +95,10 @@ func forEachBackend(t *testing.T, test func(t *testing.T, open backend)) {
 		}},
 		{"replicated", func(t *testing.T, maxValueSize int) storage.Backend {
 			return storage.NewLocalReplicated(t, storage.ReplicatedConfig{MaxValueSize: maxValueSize})
+		}},
+		// Every value over 8 bytes goes to the blob store, whose limit is the test's.
+		{"replicated with blobs", func(t *testing.T, maxValueSize int) storage.Backend {
+			return storage.NewLocalReplicatedBlobs(t, storage.ReplicatedConfig{MaxValueSize: 8}, maxValueSize)
 		}},
 	} {
 		t.Run(be.name, func(t *testing.T) { test(t, be.open) })
