@@ -35,9 +35,15 @@ type Config struct {
 
 // StorageConfig configures the replicated storage service.
 type StorageConfig struct {
-	// MaxValueSize bounds one value (1 MiB if zero, at most 4 MiB: values travel
-	// through the Raft log).
+	// MaxValueSize bounds one value in the Raft log (1 MiB if zero, at most 4 MiB);
+	// larger values go to the blob store (blobs.go).
 	MaxValueSize int `json:"max_value_size,omitempty"`
+	// MaxBlobSize bounds one value in the blob store (256 MiB if zero).
+	MaxBlobSize int `json:"max_blob_size,omitempty"`
+	// BlobGCInterval: how often blobs no key refers to are deleted (1m if zero).
+	BlobGCInterval Duration `json:"blob_gc_interval,omitempty"`
+	// BlobFetchTimeout: a host sending a blob that is silent this long is given up (30s).
+	BlobFetchTimeout Duration `json:"blob_fetch_timeout,omitempty"`
 }
 
 // UnicornConfig configures the unicorn service; zero fields take unicorn's defaults.
@@ -164,6 +170,9 @@ func (c Config) Validate() error {
 	}
 	if err := (storage.ReplicatedConfig{MaxValueSize: c.Storage.MaxValueSize}).Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage.max_value_size: %w", err))
+	}
+	if err := c.Storage.validateBlobs(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Unicorn.unicornConfig().Validate(); err != nil {
 		errs = append(errs, err)

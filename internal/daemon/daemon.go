@@ -205,7 +205,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return rerr
 	}
 
-	backend := storage.NewReplicated(state, node.Sub(tagStorage), nil)
+	blobs, err := d.newBlobs(id, state, node.Sub(tagStorage))
+	if err != nil {
+		return err
+	}
+	backend := storage.NewReplicated(state, node.Sub(tagStorage), blobs)
 	defer backend.Close()
 
 	reg := locator.NewRegistry()
@@ -225,6 +229,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	all := []*service{
 		{name: locator.Name, svc: loc},
 		{name: logging.Name, svc: lg},
+		{name: storage.BlobsName, svc: blobs}, // before storage: a write names its endpoints
 		{name: storage.Name, svc: storage.New(backend, d.log)},
 		{name: unicorn.Name, svc: uni},
 		{name: cluster.Name, svc: cl},
@@ -253,7 +258,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		disp := s.svc.Dispatcher()
 		withdraw, err := reg.Expose(locator.Entry{
 			Name: s.name, Endpoints: eps, Version: disp.Graph().Version, Graph: disp.Graph(),
-			Restricted: s.name == locator.Name || s.name == cluster.Name,
+			Restricted: s.name == locator.Name || s.name == cluster.Name || s.name == storage.BlobsName,
 		})
 		if err != nil {
 			return err
