@@ -31,10 +31,11 @@ const (
 
 // ReplicatedConfig configures a ReplicatedState. The zero value gives the defaults.
 type ReplicatedConfig struct {
-	// MaxValueSize is the largest value a Replicated backend over the state accepts, in
-	// bytes; 0 means DefaultReplicatedValueSize. It is checked before a write is proposed,
-	// so it may differ between hosts without the replicas diverging: a state applies any
-	// committed value up to MaxReplicatedValueSize.
+	// MaxValueSize is the largest value a Replicated backend over the state puts in the
+	// log, in bytes; 0 means DefaultReplicatedValueSize. Larger values go to the
+	// backend's blob store, or are refused without one. It is checked before a write is
+	// proposed, so it may differ between hosts without the replicas diverging: a state
+	// applies any committed value up to MaxReplicatedValueSize.
 	MaxValueSize int
 }
 
