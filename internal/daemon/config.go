@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cocaine/cocaine/node"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services/logging"
 	"github.com/cocaine/cocaine/services/storage"
@@ -25,6 +26,7 @@ type Config struct {
 	Logging logging.Config `json:"logging"`
 	Storage storage.Config `json:"storage"`
 	RPC     RPCConfig      `json:"rpc"`
+	Node    node.Config    `json:"node"`
 }
 
 // NetworkConfig says where services listen and what they advertise (protocol.md §7.6).
@@ -127,6 +129,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Storage.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Node.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cocaine/cocaine/locator"
+	"github.com/cocaine/cocaine/node"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services"
 	"github.com/cocaine/cocaine/services/logging"
@@ -113,10 +114,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lg.Close()
+	nd, err := d.newNode(backend, reg, lg)
+	if err != nil {
+		return err
+	}
 	all := []*service{
 		{name: locator.Name, svc: loc},
 		{name: logging.Name, svc: lg},
 		{name: storage.Name, svc: storage.New(backend, d.log)},
+		{name: node.Name, svc: nd},
 	}
 	// Listeners first, so a port conflict fails the start before anything runs.
 	defer func() {
