@@ -7,7 +7,8 @@
 //	hang     serves "hang" by never answering (heartbeats go on)
 //	memory   serves "grow" by allocating until the memory limit kills it
 //	sleep    serves "sleep" by echoing the request after SLEEP_MS milliseconds
-//	info     serves "info" by answering its pid
+//	info     serves "info" by answering its pid (in every mode that handshakes)
+//	peak     answers the most "sleep" requests it served at once
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	cocaine "github.com/cocaine/cocaine/frameworks/go"
@@ -73,11 +75,19 @@ func main() {
 			hoard = append(hoard, b)
 		}
 	})
+	var inflight, peak atomic.Int64
 	w.On("sleep", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
 		body, _ := req.ReadAll(ctx)
 		ms, _ := strconv.Atoi(os.Getenv("SLEEP_MS"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		resp.Write(body)
+	})
+	w.On("peak", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
+		resp.Write([]byte(strconv.Itoa(int(peak.Load()))))
 	})
 	w.On("info", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
 		resp.Write([]byte(strconv.Itoa(os.Getpid())))
