@@ -120,10 +120,22 @@ func TestWorkerEvents(t *testing.T) {
 		t.Fatal("Run did not return after terminate")
 	}
 	<-terminated
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if len(n.terminate) != 2 || n.terminate[0] != int64(14) {
-		t.Fatalf("the worker's terminate echo: %v", n.terminate)
+	// The echo went out before Run returned; the node reads it on its own time.
+	for {
+		n.mu.Lock()
+		echo := n.terminate
+		n.mu.Unlock()
+		if len(echo) == 2 {
+			if echo[0] != int64(14) || echo[1] != "slave is sealing" {
+				t.Fatalf("the worker's terminate echo: %v", echo)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no terminate echo")
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 
