@@ -187,3 +187,43 @@ func TestNodeStartErrors(t *testing.T) {
 	_ = os.Getpid
 	_ = time.Second
 }
+
+// TestNodeHeadersAndTrace: request headers reach the worker with the invoke, the trace
+// ids are kept on the way in, and the reply carries the request's trace.
+func TestNodeHeadersAndTrace(t *testing.T) {
+	n := startNode(t, nodeTestConfig(t))
+	bw := goBinary(t, "./testdata/badworker")
+	startApp(t, n, appSpec{name: "hdr", binary: bw, env: map[string]any{"MODE": "info"}})
+	app := connect(t, n, "hdr")
+	tr := rpc.Trace{TraceID: 0x1122334455667788, SpanID: 77, ParentID: 5}
+	ctx := rpc.WithTrace(ctxT(t), tr)
+	got, err := exchange(ctx, app, "headers", []rpc.Header{{Name: "x-custom", Value: []byte("v1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("trace=%d span=77 custom=v1", tr.TraceID); got != want {
+		t.Fatalf("the worker saw %q, want %q", got, want)
+	}
+	// The reply frames carry the trace of the request, as the core sends them.
+	raw := dialRaw(t, r0(t, n, "hdr"))
+	raw.send(t, []byte{0x94, 0x05, 0x00, 0x91, 0xa7, 'h', 'e', 'a', 'd', 'e', 'r', 's',
+		0x93, 0x93, 0xc2, 0x50, 0xa8, 9, 0, 0, 0, 0, 0, 0, 0, 0x93, 0xc2, 0x51, 0xa8, 8, 0, 0, 0, 0, 0, 0, 0,
+		0x93, 0xc2, 0x52, 0xa8, 0, 0, 0, 0, 0, 0, 0, 0})
+	raw.send(t, frame(5, 2))
+	f := raw.next(t)
+	var body string
+	rpc.Args(f.Args).Scan(&body)
+	if f.Channel != 5 || f.Type != 0 || body != "trace=9 span=8 custom=" {
+		t.Fatalf("reply: %+v %q", f, body)
+	}
+	ids := map[string][]byte{}
+	for _, h := range f.Headers {
+		ids[h.Name] = h.Value
+	}
+	if ids["trace_id"][0] != 9 || ids["span_id"][0] != 8 {
+		t.Fatalf("reply headers: %v", f.Headers)
+	}
+}
+
+// r0 is the first endpoint of a service.
+func r0(t *testing.T, n *node, name string) rpc.Endpoint { return resolve(t, n, name).Endpoints[0] }

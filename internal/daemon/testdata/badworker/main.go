@@ -8,6 +8,7 @@
 //	memory   serves "grow" by allocating until the memory limit kills it
 //	sleep    serves "sleep" by echoing the request after SLEEP_MS milliseconds
 //	info     serves "info" by answering its pid (in every mode that handshakes)
+//	headers  answers the trace ids and the x-custom header it was invoked with
 //	peak     answers the most "sleep" requests it served at once
 package main
 
@@ -88,6 +89,16 @@ func main() {
 	})
 	w.On("peak", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
 		resp.Write([]byte(strconv.Itoa(int(peak.Load()))))
+	})
+	w.On("headers", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
+		tr, _ := rpc.TraceFrom(ctx)
+		custom := ""
+		for _, h := range req.Headers() {
+			if h.Name == "x-custom" {
+				custom = string(h.Value)
+			}
+		}
+		fmt.Fprintf(resp, "trace=%d span=%d custom=%s", tr.TraceID, tr.SpanID, custom)
 	})
 	w.On("info", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
 		resp.Write([]byte(strconv.Itoa(os.Getpid())))
