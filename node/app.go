@@ -159,7 +159,7 @@ func (a *app) run() error {
 // stop terminates the workers, then closes the service and the socket. It blocks until
 // everything the app started has ended.
 func (a *app) stop() {
-	if a.e == nil {
+	if a.group == nil {
 		return // broken before it ran anything
 	}
 	a.e.stop()

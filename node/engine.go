@@ -153,7 +153,7 @@ func (e *engine) enqueue(event string, req *rpc.Request) error {
 
 func (e *engine) admit(r *request) {
 	if e.stopping {
-		r.fail(fmt.Errorf("%w: app %q is stopping", ErrShuttingDown, e.app))
+		r.fail(fmt.Errorf("%w: %q", ErrBrokenPipe, e.app))
 		return
 	}
 	p := e.profile

@@ -89,11 +89,13 @@ func forwarded(hs []rpc.Header) []rpc.Header {
 	return out
 }
 
-// Receive implements rpc.Receiver for the client's direction.
+// Receive implements rpc.Receiver for the client's direction. Chunks are sent to the
+// worker outside mu: only this session reader sends chunks, and the Tx keeps call order,
+// so a worker that is slow to read holds up its client and nothing else.
 func (r *request) Receive(m rpc.Message, last bool) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.state == reqDone || r.clientEnd {
+		r.mu.Unlock()
 		return nil
 	}
 	if last {
@@ -101,22 +103,27 @@ func (r *request) Receive(m rpc.Message, last bool) error {
 	}
 	if r.wtx == nil {
 		r.pending = append(r.pending, m) // frames never alias reused memory: safe to keep
+		r.mu.Unlock()
 		return nil
 	}
-	r.sendWorkerLocked(m)
+	wtx := r.wtx
+	r.mu.Unlock()
+	sendWorker(wtx, m)
 	if last {
+		r.mu.Lock()
 		r.maybeDoneLocked()
+		r.mu.Unlock()
 	}
 	return nil
 }
 
-func (r *request) sendWorkerLocked(m rpc.Message) {
+func sendWorker(wtx *rpc.Tx, m rpc.Message) {
 	// A failed send means the worker's session is gone; the engine aborts the request
 	// with the reason when it shuts the worker down.
 	if hs := forwarded(m.Headers); len(hs) > 0 {
-		r.wtx.SendHeaders(m.Type, rpc.Raw(m.Args), hs)
+		wtx.SendHeaders(m.Type, rpc.Raw(m.Args), hs)
 	} else {
-		r.wtx.SendRaw(m.Type, rpc.Raw(m.Args))
+		wtx.SendRaw(m.Type, rpc.Raw(m.Args))
 	}
 }
 
@@ -151,7 +158,7 @@ func (r *request) attach(tx *rpc.Tx) bool {
 	}
 	r.state, r.wtx = reqAttached, tx
 	for _, m := range r.pending {
-		r.sendWorkerLocked(m)
+		sendWorker(tx, m)
 	}
 	r.pending = nil
 	return true
@@ -214,18 +221,22 @@ func (r *request) abort(err error) {
 // workerSide receives the worker's direction of a request.
 type workerSide request
 
-// Receive implements rpc.Receiver for the worker's direction.
+// Receive implements rpc.Receiver for the worker's direction. As for the client's
+// direction, the send happens outside mu.
 func (ws *workerSide) Receive(m rpc.Message, last bool) error {
 	r := (*request)(ws)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.state != reqAttached {
+		r.mu.Unlock()
 		return nil
 	}
+	r.mu.Unlock()
 	r.client.SendRaw(m.Type, rpc.Raw(m.Args)) // a client that left gets nothing; fine
 	if last {
+		r.mu.Lock()
 		r.workerEnd = true
 		r.maybeDoneLocked()
+		r.mu.Unlock()
 	}
 	return nil
 }

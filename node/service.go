@@ -96,7 +96,10 @@ func (n *Service) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, a := range apps {
-		wg.Go(a.stop)
+		wg.Go(func() {
+			a.waitStarted() // an app still spooling is stopped once it is running
+			a.stop()
+		})
 	}
 	wg.Wait()
 	n.group.Stop()
