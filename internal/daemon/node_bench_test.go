@@ -137,13 +137,14 @@ func BenchmarkAppRoundTrip(b *testing.B) {
 func BenchmarkAppThroughput(b *testing.B) {
 	for _, inflight := range []int{64, 256} {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			_, c := benchNode(b, map[string]any{"pool-limit": 2, "concurrency": 200, "queue-limit": 1000})
+			n, c := benchNode(b, map[string]any{"pool-limit": 2, "concurrency": 200, "queue-limit": 1000})
 			ctx := context.Background()
 			ctl, err := c.Call(ctx, "control")
 			if err != nil {
 				b.Fatal(err)
 			}
 			ctl.Write(int64(2))
+			waitActive(b, n, 2)
 			enqueue, _ := c.Graph().MethodByName("enqueue")
 			args, _ := rpc.AppendArgs(nil, "ping")
 			if err := pingApp(ctx, c, enqueue, args); err != nil {
@@ -175,6 +176,47 @@ func BenchmarkAppThroughput(b *testing.B) {
 	}
 }
 
+// activeWorkers counts the app's active workers, from node.info.
+func activeWorkers(b *testing.B, nc *rpc.Conn) (active, all int) {
+	ctx := context.Background()
+	ch, err := nc.Call(ctx, "info", "echo", uint32(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := ch.Get(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var info map[string]any
+	a.Scan(&info)
+	s, _ := path(info, "pool", "slaves").(map[string]any)
+	for _, w := range s {
+		if w.(map[string]any)["state"] == "active" {
+			active++
+		}
+	}
+	return active, len(s)
+}
+
+// waitActive waits until the echo app has want active workers.
+func waitActive(b *testing.B, n *node, want int) {
+	nc, err := rpc.Service(context.Background(), n.locator(), "node", rpc.DialConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if a, _ := activeWorkers(b, nc); a == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the pool never reached %d active workers", want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // BenchmarkWorkerColdStart: control(1) on an empty pool until the worker is active (spawn
 // to handshake), then back to automatic mode until idle-timeout retires it. Reports
 // p50/p99 in µs; polling node.info every 200 µs adds up to that much.
@@ -186,26 +228,7 @@ func BenchmarkWorkerColdStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	active := func() (int, int) {
-		ch, err := nc.Call(ctx, "info", "echo", uint32(1))
-		if err != nil {
-			b.Fatal(err)
-		}
-		a, err := ch.Get(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var info map[string]any
-		a.Scan(&info)
-		s, _ := path(info, "pool", "slaves").(map[string]any)
-		act := 0
-		for _, w := range s {
-			if w.(map[string]any)["state"] == "active" {
-				act++
-			}
-		}
-		return act, len(s)
-	}
+	active := func() (int, int) { return activeWorkers(b, nc) }
 	var lat []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
