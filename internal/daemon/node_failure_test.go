@@ -84,6 +84,13 @@ func TestNodeWorkerCrash(t *testing.T) {
 	if asInt(path(info, "pool", "total:crashed")) != 1 {
 		t.Fatalf("info after a crash: %v", info["pool"])
 	}
+	// After the back-off a new worker takes the next request.
+	if got, err := exchange(ctxT(t), app, "info", nil); err != nil || got == "" {
+		t.Fatalf("after the respawn back-off: %q %v", got, err)
+	}
+	if spawned := asInt(path(nodeInfo(t, n, "crasher", cnode.InfoOverseerReport), "pool", "total:spawned")); spawned != 2 {
+		t.Fatalf("%d workers spawned, want 2", spawned)
+	}
 	eventually(t, callTimeout, func() error {
 		b, _ := os.ReadFile(logFile)
 		for _, l := range strings.Split(string(b), "\n") {
