@@ -176,7 +176,13 @@ func (e *engine) admit(r *request) {
 
 // expire is a request's deadline.
 func (e *engine) expire(r *request) {
-	if r.w != nil {
+	r.mu.Lock()
+	state := r.state
+	r.mu.Unlock()
+	switch state {
+	case reqDone:
+		return
+	case reqAttached:
 		r.abort(fmt.Errorf("%w: after %s", ErrTimeout, r.deadline.Sub(r.birth)))
 		return
 	}

@@ -236,7 +236,14 @@ func (ws *workerSide) Receive(m rpc.Message, last bool) error {
 		r.mu.Lock()
 		r.workerEnd = true
 		r.maybeDoneLocked()
+		done := r.state == reqDone
 		r.mu.Unlock()
+		if !done {
+			// The worker has answered: its slot is free even if the client never closes
+			// its own direction (the original Go HTTP proxy never does). Client chunks
+			// that still come are forwarded until then.
+			r.e.post(func() { r.e.release(r) })
+		}
 	}
 	return nil
 }

@@ -132,3 +132,25 @@ func TestNodePoolGrowsAndShrinks(t *testing.T) {
 	eventually(t, callTimeout, active(0))
 	_ = context.Background
 }
+
+// TestNodeSlotFreedWhenWorkerAnswers: a client that never closes its direction (as the
+// original Go HTTP proxy) does not hold the worker's slot once the worker has answered.
+func TestNodeSlotFreedWhenWorkerAnswers(t *testing.T) {
+	n := startNode(t, nodeTestConfig(t))
+	bw := goBinary(t, "./testdata/badworker")
+	startApp(t, n, appSpec{name: "one", binary: bw, env: map[string]any{"MODE": "info"},
+		profile: map[string]any{"pool-limit": 1, "concurrency": 1}})
+	app := connect(t, n, "one")
+	ctx := ctxT(t)
+	open, err := app.Call(ctx, "enqueue", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.Write("one chunk, and no close")
+	if got, err := readStream(ctx, open); err != nil || got == "" {
+		t.Fatalf("first: %q %v", got, err)
+	}
+	if got, err := exchange(ctx, app, "info", nil); err != nil || got == "" {
+		t.Fatalf("the second request did not get the only slot: %q %v", got, err)
+	}
+}
