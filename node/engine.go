@@ -337,35 +337,45 @@ func (e *engine) rebalanceWorkers() {
 		}
 		return
 	}
-	queued := len(e.queue)
+	target := autoTarget(p, len(e.queue), pool, e.totalLoad)
+	for ; pool < target && len(e.workers) < p.PoolLimit; pool++ {
+		e.spawn()
+	}
+}
+
+// autoTarget is the pool size automatic mode aims at (plugins.md §2.12): with a queue
+// limit, one worker per grow-threshold queued events; without, enough workers for the
+// events the free slots cannot take. Clamped to [1, pool-limit]; no queue, no target.
+func autoTarget(p Profile, queued, pool, load int) int {
 	if queued == 0 {
-		return // only demand grows the pool: no traffic, no workers
+		return 0 // only demand grows the pool: no traffic, no workers
 	}
 	var target int
 	if p.QueueLimit > 0 {
 		target = queued / p.GrowThreshold
 	} else {
-		free := pool*p.Concurrency - e.totalLoad
+		free := pool*p.Concurrency - load
 		target = pool
 		if queued > free {
 			target += (queued - free + p.Concurrency - 1) / p.Concurrency
 		}
 	}
-	target = min(max(target, 1), p.PoolLimit)
-	for ; pool < target && len(e.workers) < p.PoolLimit; pool++ {
-		e.spawn()
+	return min(max(target, 1), p.PoolLimit)
+}
+
+// nextBackoff is the crash back-off after a crash at now, given the previous one.
+func nextBackoff(prev time.Duration, lastCrash, now time.Time) time.Duration {
+	if !lastCrash.IsZero() && now.Sub(lastCrash) < maxBackoff && prev > 0 {
+		return min(2*prev, maxBackoff)
 	}
+	return minBackoff
 }
 
 // backOff blocks spawns after a crash: 1 s, doubling up to 32 s while crashes come less
 // than 32 s apart.
 func (e *engine) backOff() {
 	now := e.now()
-	if !e.lastCrash.IsZero() && now.Sub(e.lastCrash) < maxBackoff && e.backoff > 0 {
-		e.backoff = min(2*e.backoff, maxBackoff)
-	} else {
-		e.backoff = minBackoff
-	}
+	e.backoff = nextBackoff(e.backoff, e.lastCrash, now)
 	e.lastCrash = now
 	e.blockedUntil = now.Add(e.backoff)
 	e.after(e.backoff, e.rebalanceWorkers)
