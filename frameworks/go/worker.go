@@ -259,9 +259,7 @@ func (w *Worker) invoke(ctx context.Context, req *rpc.Request) error {
 	if h == nil {
 		return resp.ErrorMsg(CodeEventNotFound, fmt.Sprintf("there is no handler for an event %q", event))
 	}
-	w.inflight.Add(1)
-	go func() { // tracked by inflight, which Run drains
-		defer w.inflight.Done()
+	w.inflight.Go(func() { // Run drains inflight before it returns on terminate
 		defer func() {
 			if p := recover(); p != nil {
 				w.log.Error("handler panicked", "event", event, "panic", p, "stack", string(debug.Stack()))
@@ -270,7 +268,7 @@ func (w *Worker) invoke(ctx context.Context, req *rpc.Request) error {
 			resp.Close()
 		}()
 		h(ctx, r, resp)
-	}()
+	})
 	return nil
 }
 
