@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -186,13 +187,18 @@ func (e *engine) expire(r *request) {
 		r.abort(fmt.Errorf("%w: after %s", ErrTimeout, r.deadline.Sub(r.birth)))
 		return
 	}
+	e.unqueue(r)
+	r.fail(fmt.Errorf("%w: event %q waited %s", ErrDeadline, r.event, r.deadline.Sub(r.birth)))
+}
+
+// unqueue takes r out of the queue, if it is there.
+func (e *engine) unqueue(r *request) {
 	for i, q := range e.queue {
 		if q == r {
-			e.queue = append(e.queue[:i], e.queue[i+1:]...)
-			break
+			e.queue = slices.Delete(e.queue, i, i+1)
+			return
 		}
 	}
-	r.fail(fmt.Errorf("%w: event %q waited %s", ErrDeadline, r.event, r.deadline.Sub(r.birth)))
 }
 
 // rebalanceEvents assigns queued events to the least-loaded active workers with a free

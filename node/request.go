@@ -137,10 +137,12 @@ func (r *request) Discard(err error) {
 	queued := r.state == reqQueued
 	r.clientEnd = true
 	if queued {
-		// Nobody to tell; the engine skips it when it reaches the head of the queue.
+		// Nobody to tell; the engine takes it out of the queue, so it does not count
+		// against queue-limit while it waits for a worker that may be long to come.
 		r.state = reqDone
 		r.mu.Unlock()
 		r.timer.Stop()
+		r.e.post(func() { r.e.unqueue(r) })
 		return
 	}
 	r.mu.Unlock()

@@ -137,9 +137,22 @@ func TestNodeWorkerNeverHandshakes(t *testing.T) {
 	n := startNode(t, nodeTestConfig(t))
 	bw := goBinary(t, "./testdata/badworker")
 	startApp(t, n, appSpec{name: "silent", binary: bw, env: map[string]any{"MODE": "silent"},
-		profile: map[string]any{"handshake-timeout": 0.2, "request-timeout": 1}})
+		profile: map[string]any{"handshake-timeout": 0.2, "request-timeout": 1, "queue-limit": 1}})
+	// A client that leaves while its event is queued frees its place in the queue.
+	gone := connect(t, n, "silent")
+	if _, err := gone.Call(ctxT(t), "enqueue", "anything"); err != nil {
+		t.Fatal(err)
+	}
+	gone.Close()
 	app := connect(t, n, "silent")
-	_, err := exchange(ctxT(t), app, "anything", nil)
+	var err error
+	eventually(t, callTimeout, func() error {
+		_, err = exchange(ctxT(t), app, "anything", nil)
+		if errors.Is(err, cnode.ErrQueueFull) {
+			return err // the node has not seen the first client leave yet
+		}
+		return nil
+	})
 	expectCode(t, "no worker ever handshakes", err, cnode.ErrDeadline)
 	lines := waitCrashlog(t, n, "silent")
 	if len(lines) < 2 || lines[0] != "badworker starting in mode silent" || !strings.Contains(lines[len(lines)-1], "handshake timed out") {
