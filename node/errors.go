@@ -67,6 +67,8 @@ var (
 	ErrInvalidProfile = errors.New("node: invalid profile")
 	// ErrInvalidArgs: isolate arguments the isolate does not accept.
 	ErrInvalidArgs = errors.New("node: invalid isolate arguments")
+	// ErrInvalidName: an app name that cannot name a directory, a socket and a service.
+	ErrInvalidName = errors.New("node: invalid app name")
 	// ErrUnknownIsolate: a profile names an isolate type no factory provides.
 	ErrUnknownIsolate = errors.New("node: unknown isolate type")
 	// ErrNotFound: a manifest, profile, archive or runlist is not in storage. Storage
@@ -84,6 +86,7 @@ var errorTable = rpc.ErrorTable{
 	{Err: ErrInvalidManifest, Category: rpc.CategoryGeneric, Code: int(syscall.EINVAL)},
 	{Err: ErrInvalidProfile, Category: rpc.CategoryGeneric, Code: int(syscall.EINVAL)},
 	{Err: ErrInvalidArgs, Category: rpc.CategoryGeneric, Code: int(syscall.EINVAL)},
+	{Err: ErrInvalidName, Category: rpc.CategoryGeneric, Code: int(syscall.EINVAL)},
 	{Err: ErrUnknownIsolate, Category: rpc.CategoryPlugins, Code: 1}, // component_not_found
 	{Err: ErrNotFound, Category: rpc.CategoryGeneric, Code: int(syscall.ENOENT)},
 	{Err: ErrBrokenPipe, Category: rpc.CategoryGeneric, Code: int(syscall.EPIPE)},

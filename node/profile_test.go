@@ -204,3 +204,16 @@ func TestErrorCodes(t *testing.T) {
 }
 
 func errorsJoin(err error) error { return errors.Join(errors.New("context"), err) }
+
+func TestValidateAppName(t *testing.T) {
+	for _, ok := range []string{"echo", "my-app_2", "app.v1"} {
+		if err := ValidateAppName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", "a\\b", "a\x00", strings.Repeat("x", 65)} {
+		if err := ValidateAppName(bad); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -138,8 +139,28 @@ func (n *Service) startRunlist(ctx context.Context) {
 	}
 }
 
+// maxAppName bounds an app's name, which becomes a directory, a socket and a service.
+const maxAppName = 64
+
+// ValidateAppName reports whether name can be an app: it names the spool directory, the
+// worker socket and the published service, so it must be one path element.
+func ValidateAppName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%w: %q", ErrInvalidName, name)
+	case len(name) > maxAppName:
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidName, len(name), maxAppName)
+	case strings.ContainsAny(name, "/\\\x00"):
+		return fmt.Errorf("%w: %q contains '/', '\\' or NUL", ErrInvalidName, name)
+	}
+	return nil
+}
+
 // start inserts the app and starts it in the background; done gets the result.
 func (n *Service) start(name, profile string, done func(error)) error {
+	if err := ValidateAppName(name); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	if n.stopping {
 		n.mu.Unlock()

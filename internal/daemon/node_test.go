@@ -152,6 +152,9 @@ func TestNodeStartErrors(t *testing.T) {
 		{"ok", "bad", cnode.ErrInvalidProfile, 22},
 		{"ok", "badiso", cnode.ErrInvalidArgs, 22},
 		{"ok", "noiso", cnode.ErrUnknownIsolate, 1},
+		{"../../etc", "good", cnode.ErrInvalidName, 22},
+		{"a/b", "good", cnode.ErrInvalidName, 22},
+		{"", "good", cnode.ErrInvalidName, 22},
 	} {
 		_, err := call(t, nc, "start_app", tc.app, tc.profile)
 		e := wireError(t, err)
