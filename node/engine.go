@@ -82,6 +82,14 @@ func newEngine(a *app) *engine {
 func (e *engine) run() {
 	defer close(e.done)
 	defer e.group.Stop()
+	var tick func()
+	tick = func() {
+		if !e.stopping {
+			e.stats.tick(len(e.queue))
+			e.after(tickEvery, tick)
+		}
+	}
+	e.after(tickEvery, tick)
 	for f := range e.events {
 		f()
 		if e.stopping && len(e.workers) == 0 && len(e.dying) == 0 {

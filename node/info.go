@@ -18,12 +18,58 @@ const (
 	InfoExpandProfile  = 4
 )
 
-// stats are the engine's counters and a window of recent request times.
+// stats are the engine's counters, meters and a window of recent request times.
 type stats struct {
 	accepted, rejected, spawned, crashed uint64
 	// times is a ring of the last completed requests' durations, for the percentiles.
 	times [1024]time.Duration
 	n     int
+
+	ticked     uint64     // accepted at the last tick
+	rates      [3]float64 // events/s, exponentially weighted over 1, 5 and 15 minutes
+	depthAvg   float64    // queue depth, exponentially weighted over a minute
+	ratesReady bool
+}
+
+// tickEvery is how often the meters are updated, as the original's meters (5 s).
+const tickEvery = 5 * time.Second
+
+// tick updates the meters with the events accepted since the last tick and the queue
+// depth now.
+func (s *stats) tick(depth int) {
+	instant := float64(s.accepted-s.ticked) / tickEvery.Seconds()
+	s.ticked = s.accepted
+	for i, minutes := range []float64{1, 5, 15} {
+		alpha := 1 - math.Exp(-tickEvery.Seconds()/60/minutes)
+		if !s.ratesReady {
+			s.rates[i] = instant
+		} else {
+			s.rates[i] += alpha * (instant - s.rates[i])
+		}
+	}
+	alpha := 1 - math.Exp(-tickEvery.Seconds()/60)
+	s.depthAvg += alpha * (float64(depth) - s.depthAvg)
+	s.ratesReady = true
+}
+
+// reversed reports, for each threshold, the percentage of recent requests faster than it.
+func (s *stats) reversed() map[string]any {
+	n := min(s.n, len(s.times))
+	out := map[string]any{}
+	for _, ms := range []int{1, 2, 5, 10, 20, 50, 100, 500, 1000} {
+		faster := 0
+		for _, d := range s.times[:n] {
+			if d < time.Duration(ms)*time.Millisecond {
+				faster++
+			}
+		}
+		pct := 0.0
+		if n > 0 {
+			pct = math.Round(float64(faster)/float64(n)*10000) / 100
+		}
+		out[fmt.Sprintf("%dms", ms)] = pct
+	}
+	return out
 }
 
 func (s *stats) observe(d time.Duration) {
@@ -81,9 +127,13 @@ func (e *engine) report(flags uint32) map[string]any {
 		"requests": map[string]any{"accepted": e.stats.accepted, "rejected": e.stats.rejected},
 		"queue": map[string]any{
 			"capacity": e.profile.QueueLimit, "depth": len(e.queue), "oldest_event_age": oldest,
+			"depth_average": math.Round(e.stats.depthAvg*1000) / 1000,
 		},
-		"timings": e.stats.percentiles(),
-		"load":    load,
+		"rate":             []any{e.stats.rates[0], e.stats.rates[1], e.stats.rates[2]},
+		"rate_mean":        float64(e.stats.accepted) / max(now.Sub(e.born).Seconds(), 1e-3),
+		"timings":          e.stats.percentiles(),
+		"timings_reversed": e.stats.reversed(),
+		"load":             load,
 		"pool": map[string]any{
 			"active":        active,
 			"idle":          len(e.workers) - active,
