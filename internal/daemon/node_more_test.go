@@ -3,7 +3,11 @@ package daemon_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	cnode "github.com/cocaine/cocaine/node"
@@ -100,4 +104,29 @@ func TestNodePublishOn(t *testing.T) {
 		t.Fatalf("enqueue to an unknown app: %v", err)
 	}
 	_ = context.Background
+}
+
+// TestNodeWorkerArguments: workers get the original's arguments, sorted by key, run in
+// the app's spool directory with the manifest's environment.
+func TestNodeWorkerArguments(t *testing.T) {
+	cfg := nodeTestConfig(t)
+	n := startNode(t, cfg)
+	bw := goBinary(t, "./testdata/badworker")
+	startApp(t, n, appSpec{name: "argv", binary: bw, env: map[string]any{"MODE": "info", "GREETING": "hi there"}})
+	app := connect(t, n, "argv")
+	got, err := exchange(ctxT(t), app, "args", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uuid string
+	for id := range slaves(t, n, "argv") {
+		uuid = id
+	}
+	sock := filepath.Join(cfg.DataDir, "run", "argv."+strconv.Itoa(os.Getpid()))
+	want := fmt.Sprintf("%q cwd=%s env=hi there",
+		[]string{"--app", "argv", "--endpoint", sock, "--locator", n.locator()[0].String(), "--protocol", "1", "--uuid", uuid},
+		filepath.Join(cfg.DataDir, "spool", "argv"))
+	if got != want {
+		t.Fatalf("worker saw\n%s\nwant\n%s", got, want)
+	}
 }

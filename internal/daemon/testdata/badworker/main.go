@@ -9,6 +9,7 @@
 //	sleep    serves "sleep" by echoing the request after SLEEP_MS milliseconds
 //	info     serves "info" by answering its pid (in every mode that handshakes)
 //	headers  answers the trace ids and the x-custom header it was invoked with
+//	args     answers its arguments, working directory and $GREETING
 //	peak     answers the most "sleep" requests it served at once
 package main
 
@@ -99,6 +100,10 @@ func main() {
 			}
 		}
 		fmt.Fprintf(resp, "trace=%d span=%d custom=%s", tr.TraceID, tr.SpanID, custom)
+	})
+	w.On("args", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
+		cwd, _ := os.Getwd()
+		fmt.Fprintf(resp, "%q cwd=%s env=%s", os.Args[1:], cwd, os.Getenv("GREETING"))
 	})
 	w.On("info", func(ctx context.Context, req cocaine.Request, resp cocaine.Response) {
 		resp.Write([]byte(strconv.Itoa(os.Getpid())))
