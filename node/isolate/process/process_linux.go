@@ -265,13 +265,15 @@ func (p *proc) removeGroup() {
 	if p.cg == nil {
 		return
 	}
+	retry := time.NewTicker(10 * time.Millisecond)
+	defer retry.Stop()
 	var err error
-	for i := 0; i < 200; i++ {
+	for range 200 { // two seconds at most
 		p.killGroupMembers()
 		if err = p.cg.Delete(); err == nil || errors.Is(err, cgroup1.ErrCgroupDeleted) {
 			return
 		}
-		time.Sleep(10 * time.Millisecond) // bounded retry while the killed tasks exit
+		<-retry.C
 	}
 	p.log.Error("removing a worker's cgroup failed", "cgroup", p.path, "err", err)
 }
