@@ -58,7 +58,8 @@ func TestNodeCPUClasses(t *testing.T) {
 	}{
 		{"prod", map[string]any{"class": "prod", "cores": 0.5, "memory_limit": 128 << 20, "pids_limit": 100},
 			want{map[string]string{"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000", "cpu/cpu.shares": "512",
-				"memory/memory.limit_in_bytes": strconv.Itoa(128 << 20), "pids/pids.max": "100"}, unix.SCHED_NORMAL}},
+				"memory/memory.limit_in_bytes": strconv.Itoa(128 << 20), "memory/memory.memsw.limit_in_bytes": strconv.Itoa(128 << 20),
+				"pids/pids.max": "100"}, unix.SCHED_NORMAL}},
 		{"batch", map[string]any{"class": "batch", "cores": 0.5},
 			want{map[string]string{"cpu/cpu.shares": "512", "cpu/cpu.cfs_quota_us": "-1"}, unix.SCHED_BATCH}},
 		{"idle", map[string]any{"class": "idle"},

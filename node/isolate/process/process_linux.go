@@ -155,6 +155,15 @@ func (iso *Isolate) group(spec node.SpawnSpec) (cgroup1.Cgroup, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: process: cgroup %s: %v", node.ErrResource, path, err)
 	}
+	if l := iso.args.MemoryLimit; l > 0 {
+		// Memory and swap together: a worker over its limit must be killed, not swapped
+		// out. Hosts without swap accounting have no such file, and need none.
+		f := filepath.Join(ControllerDir("memory", path), "memory.memsw.limit_in_bytes")
+		if err := os.WriteFile(f, []byte(strconv.FormatInt(l, 10)), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			cg.Delete()
+			return nil, "", fmt.Errorf("%w: process: %s: %v", node.ErrResource, f, err)
+		}
+	}
 	if iso.args.Class == ClassIdle {
 		// containerd's v1 code ignores LinuxCPU.Idle: write it ourselves.
 		if err := os.WriteFile(filepath.Join(ControllerDir("cpu", path), "cpu.idle"), []byte("1"), 0); err != nil {
