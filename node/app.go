@@ -145,6 +145,7 @@ func (a *app) run() error {
 		}
 	}
 	a.group = lifecycle.NewGroup(context.Background())
+	a.e.sends = a.group
 	srv := rpc.NewServer(a.dispatcher(), rpc.SessionConfig{Log: a.log})
 	a.group.Go(func(ctx context.Context) { a.e.run() })
 	a.group.Go(func(ctx context.Context) { srv.Serve(ctx, sln) })

@@ -30,6 +30,7 @@ type engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 	group    *lifecycle.Group // spawns, process waiters, crash log writes
+	sends    *lifecycle.Group // replies sent off the loop: the app's group
 	publish  func() (withdraw func(), err error)
 
 	// events carries work for the loop. Its size absorbs bursts of enqueues and
@@ -106,6 +107,16 @@ func (e *engine) post(fn func()) bool {
 		return true
 	case <-e.done:
 		return false
+	}
+}
+
+// deliver runs a send off the loop: a peer that does not read its replies fills its
+// connection's buffer, and then its sends block; that must not stall the whole app. The
+// sends belong to the app's group, which is stopped after the app's connections are
+// told to close, so a blocked send ends with its connection.
+func (e *engine) deliver(send func()) {
+	if e.sends == nil || !e.sends.Go(func(context.Context) { send() }) {
+		send() // not running, or stopped: nothing is left to stall
 	}
 }
 
@@ -285,8 +296,8 @@ func (e *engine) assign(w *worker, r *request) {
 		w.idleTimer.Stop()
 	}
 	if !r.attach(tx) {
-		tx.Error(wire(ErrClientGone))
 		tx.Abandon()
+		e.deliver(func() { tx.Error(wire(ErrClientGone)) })
 		e.release(r)
 	}
 }

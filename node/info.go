@@ -170,7 +170,7 @@ func (e *engine) info(tx *rpc.Tx, flags uint32, withState bool) error {
 		if withState {
 			r["state"], r["publushed"] = StateRunning, e.withdraw != nil // sic, as the original
 		}
-		tx.Value(r)
+		e.deliver(func() { tx.Value(r) })
 	}) {
 		return fmt.Errorf("%w: %q", ErrBrokenPipe, e.app)
 	}
@@ -207,9 +207,10 @@ func (e *engine) crashlog(w *worker) {
 // brief answers the brief app info: uptime, state and (sic) "publushed".
 func (e *engine) brief(tx *rpc.Tx, started time.Time) error {
 	if !e.post(func() {
-		tx.Value(map[string]any{
+		r := map[string]any{
 			"uptime": int64(e.now().Sub(started).Seconds()), "state": StateRunning, "publushed": e.withdraw != nil,
-		})
+		}
+		e.deliver(func() { tx.Value(r) })
 	}) {
 		return fmt.Errorf("%w: %q", ErrBrokenPipe, e.app)
 	}

@@ -186,7 +186,8 @@ func (r *request) fail(err error) {
 	r.state = reqDone
 	r.mu.Unlock()
 	r.timer.Stop()
-	r.client.Error(wire(err))
+	e := wire(err)
+	r.e.deliver(func() { r.client.Error(e) })
 }
 
 // abort ends an attached request in both directions with err and releases its worker's
@@ -204,18 +205,19 @@ func (r *request) abort(err error) {
 	}
 	r.state = reqDone
 	e := wire(err)
-	if !r.workerEnd {
-		r.client.Error(e) // fails harmlessly if the client's upstream already ended
-	}
-	if r.wtx != nil {
-		if !r.clientEnd {
-			r.wtx.Error(e)
-		}
-		if !r.workerEnd {
-			r.wtx.Abandon()
-		}
+	toClient, toWorker, wtx := !r.workerEnd, r.wtx != nil && !r.clientEnd, r.wtx
+	if wtx != nil && !r.workerEnd {
+		wtx.Abandon()
 	}
 	r.mu.Unlock()
+	r.e.deliver(func() {
+		if toClient {
+			r.client.Error(e) // fails harmlessly if the client's upstream already ended
+		}
+		if toWorker {
+			wtx.Error(e)
+		}
+	})
 	r.timer.Stop()
 	r.e.release(r)
 }
