@@ -281,12 +281,6 @@ func (e *engine) pick() *worker {
 var invokeMethod = rpc.Method{ID: 0, Name: "invoke", Dispatch: rpc.Streaming, Upstream: rpc.Streaming}
 
 func (e *engine) assign(w *worker, r *request) {
-	tx, err := w.session.Open(invokeMethod, r.args, r.headers, r.trace, (*workerSide)(r))
-	if err != nil {
-		e.queue = append([]*request{r}, e.queue...)
-		w.shutdown(fmt.Errorf("%w: worker %s: %v", ErrControlIPC, w.uuid, err))
-		return
-	}
 	r.w = w
 	w.load++
 	w.accepted++
@@ -295,11 +289,44 @@ func (e *engine) assign(w *worker, r *request) {
 	if w.idleTimer != nil {
 		w.idleTimer.Stop()
 	}
+	// Off the loop: opening the channel queues the invoke on the worker's connection,
+	// and a worker that stopped reading it would otherwise stall the whole app. The
+	// worker's sender takes it; its buffer holds a worker's whole concurrency, so this
+	// only falls back to a goroutine of its own for huge concurrency settings.
+	select {
+	case w.invokes <- r:
+	default:
+		s := w.session
+		e.deliver(func() { e.open(w, s, r) })
+	}
+}
+
+// open sends the invoke of r to w and attaches the request to the new channel. It runs
+// on w's sender (or a goroutine of its own), never on the loop.
+func (e *engine) open(w *worker, s *rpc.Session, r *request) {
+	tx, err := s.Open(invokeMethod, r.args, r.headers, r.trace, (*workerSide)(r))
+	if err != nil {
+		e.post(func() { e.openFailed(w, r, err) })
+		return
+	}
 	if !r.attach(tx) {
 		tx.Abandon()
-		e.deliver(func() { tx.Error(wire(ErrClientGone)) })
-		e.release(r)
+		tx.Error(wire(ErrClientGone))
+		e.post(func() { e.release(r) })
 	}
+}
+
+// openFailed puts back an event whose worker's connection is gone, and retires the worker.
+func (e *engine) openFailed(w *worker, r *request, err error) {
+	e.release(r)
+	r.mu.Lock()
+	queued := r.state == reqQueued
+	r.mu.Unlock()
+	if queued && !e.stopping {
+		e.queue = append([]*request{r}, e.queue...)
+	}
+	w.shutdown(fmt.Errorf("%w: worker %s: %v", ErrControlIPC, w.uuid, err))
+	e.rebalanceEvents()
 }
 
 // release frees a request's slot on its worker. Safe to call more than once.

@@ -33,6 +33,7 @@ type worker struct {
 
 	load     int
 	channels map[*request]struct{}
+	invokes  chan *request // assigned events for the worker's sender; closed at shutdown
 	accepted uint64
 
 	timer     *time.Timer // the current state's timeout
@@ -128,6 +129,14 @@ func (w *worker) handshake(s *rpc.Session, control *rpc.Tx) bool {
 
 func (w *worker) activate() {
 	now := w.e.now()
+	// the sender's buffer: one slot per channel the worker may have open at once
+	w.invokes = make(chan *request, min(w.e.profile.Concurrency, 1024))
+	invokes, s, e := w.invokes, w.session, w.e
+	e.deliver(func() {
+		for r := range invokes {
+			e.open(w, s, r)
+		}
+	})
 	w.setState(stateActive)
 	w.activeAt, w.lastBeat, w.idleSince = now, now, now
 	w.armHeartbeat(w.e.profile.HeartbeatTimeout)
@@ -197,8 +206,10 @@ func (w *worker) terminate(reason error) {
 		w.shutdown(reason)
 		return
 	}
-	e := wire(reason)
-	w.control.Send(1, e.Code, e.Message) // a worker whose channel broke gets killed on timeout
+	e, control := wire(reason), w.control
+	// Off the loop, as every send to a worker: one that stopped reading must not stall
+	// the app; it gets killed when terminate-timeout passes.
+	w.e.deliver(func() { control.Send(1, e.Code, e.Message) })
 	w.setState(stateTerminating)
 	w.reason = reason
 	w.arm(w.e.profile.TerminateTimeout, func() {
@@ -278,6 +289,9 @@ func (w *worker) shutdown(reason error) {
 	e.dying[w] = struct{}{}
 	for r := range w.channels {
 		r.abort(reason) // releases r, which deletes it from w.channels
+	}
+	if w.invokes != nil {
+		close(w.invokes) // the sender finishes what it has: those opens fail and come back
 	}
 	if w.session != nil {
 		w.session.Close()

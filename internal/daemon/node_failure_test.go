@@ -191,3 +191,44 @@ func TestNodeWorkerOutOfMemory(t *testing.T) {
 		t.Fatalf("crash log: %q", lines)
 	}
 }
+
+// TestNodeWorkerStopsReading: a worker that never reads its socket, while clients push
+// more than a connection buffers, stalls neither the app (info still answers) nor its
+// clients for longer than their request timeout.
+func TestNodeWorkerStopsReading(t *testing.T) {
+	n := startNode(t, nodeTestConfig(t))
+	bw := goBinary(t, "./testdata/badworker")
+	startApp(t, n, appSpec{name: "deaf", binary: bw, env: map[string]any{"MODE": "nobeat"},
+		profile: map[string]any{"heartbeat-timeout": 5, "request-timeout": 1, "pool-limit": 1, "terminate-timeout": 1}})
+	big := strings.Repeat("x", 6<<20)
+	errs := make(chan error, 3) // one result per client
+	for range 3 {
+		go func() {
+			c, err := rpc.Service(ctxT(t), n.locator(), "deaf", rpc.DialConfig{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			// Write, and never close: the node reads the chunk, and its forwarding to the
+			// worker is what fills up. The reply must come anyway.
+			ctx := ctxT(t)
+			ch, err := c.Call(ctx, "enqueue", "x")
+			if err != nil {
+				errs <- err
+				return
+			}
+			ch.Write(big)
+			_, err = readStream(ctx, ch)
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; !errors.Is(err, cnode.ErrTimeout) && !errors.Is(err, cnode.ErrDeadline) {
+			t.Fatalf("a client of a worker that does not read: %v", err)
+		}
+		if info := nodeInfo(t, n, "deaf", cnode.InfoOverseerReport); info["state"] != "running" {
+			t.Fatalf("info: %v", info)
+		}
+	}
+}
