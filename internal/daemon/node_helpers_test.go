@@ -9,14 +9,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cocaine/cocaine/internal/daemon"
 	"github.com/cocaine/cocaine/rpc"
@@ -89,8 +91,10 @@ func removeCgroupRoot(t *testing.T, root string) {
 			groups, _ := os.ReadDir(filepath.Join(base, cl.Name()))
 			for _, g := range groups {
 				if g.IsDir() {
-					t.Errorf("worker cgroup left behind: %s", filepath.Join(base, cl.Name(), g.Name()))
-					os.Remove(filepath.Join(base, cl.Name(), g.Name()))
+					dir := filepath.Join(base, cl.Name(), g.Name())
+					t.Errorf("worker cgroup left behind: %s", dir)
+					killGroup(dir) // even when the daemon failed to stop its workers
+					os.Remove(dir)
 				}
 			}
 			os.Remove(filepath.Join(base, cl.Name()))
@@ -99,7 +103,24 @@ func removeCgroupRoot(t *testing.T, root string) {
 	}
 }
 
-// needRoot skips tests that need cgroups.
+// killGroup kills every process in a cgroup directory and waits, briefly, for it to
+// empty so the directory can be removed.
+func killGroup(dir string) {
+	for range 100 {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+			return
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// needCgroups skips tests that need cgroups.
 func needCgroups(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -272,4 +293,3 @@ func asInt(v any) int {
 	return -1
 }
 
-var _ = io.EOF
