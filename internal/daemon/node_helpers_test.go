@@ -292,4 +292,3 @@ func asInt(v any) int {
 	}
 	return -1
 }
-
