@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cocaine/cocaine/node"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services/logging"
 	"github.com/cocaine/cocaine/services/storage"
@@ -31,6 +32,7 @@ type Config struct {
 	Storage StorageConfig  `json:"storage"`
 	Unicorn UnicornConfig  `json:"unicorn"`
 	RPC     RPCConfig      `json:"rpc"`
+	Node    node.Config    `json:"node"`
 }
 
 // StorageConfig configures the replicated storage service.
@@ -166,6 +168,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("storage.max_value_size: %w", err))
 	}
 	if err := c.Unicorn.unicornConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Node.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	rc := c.Raft.raftConfig()
