@@ -214,7 +214,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	lg, err := logging.New(cfg.Logging, d.log)
+	lg, err := logging.New(cfg.Logging, d.log, logging.WithFilterStore(logFilters{uni}))
 	if err != nil {
 		return err
 	}

@@ -317,18 +317,6 @@ func TestLoggingFilters(t *testing.T) {
 			}
 		}
 	})
-	t.Run("set_cluster_filter", func(t *testing.T) {
-		_, err := call(t, lg, "set_cluster_filter", "app/", []any{"empty"}, 60)
-		e := wireError(t, err)
-		if e.Category != rpc.CategoryPlugins || e.Code != 1 || !bytes.Contains([]byte(e.Message), []byte("unicorn")) {
-			t.Errorf("set_cluster_filter = %v, want [8, 1] saying unicorn is needed", e)
-		}
-		var list []any
-		mustCall(t, lg, "list_filters", nil, &list)
-		if len(list) != 1 {
-			t.Errorf("a refused cluster filter was registered: %v", list)
-		}
-	})
 	t.Run("set_verbosity is a legacy no-op", func(t *testing.T) {
 		mustCall(t, lg, "set_verbosity", []any{3})
 		mustCall(t, lg, "verbosity", nil, &verbosity)

@@ -13,6 +13,6 @@ var (
 	ErrSinkClosed = errors.New("logging: sink closed")
 )
 
-// ErrNoCluster is returned by set_cluster_filter on a node that has no unicorn service to
-// share the filter through.
+// ErrNoCluster is returned by set_cluster_filter by a service built without a
+// FilterStore (WithFilterStore): it has no unicorn to share the filter through.
 var ErrNoCluster = errors.New("logging: cluster filters need the unicorn service, which this node does not run")

@@ -171,13 +171,85 @@ func (fs *Filters) Insert(info FilterInfo) bool {
 func (fs *Filters) Remove(id uint64) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	_, ok := fs.removeLocked(id)
+	return ok
+}
+
+// has reports whether a filter is registered under id.
+func (fs *Filters) has(id uint64) bool {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	_, ok := fs.ids[id]
+	return ok
+}
+
+// lookup returns the filter registered under id.
+func (fs *Filters) lookup(id uint64) (FilterInfo, bool) {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
 	name, ok := fs.ids[id]
 	if !ok {
+		return FilterInfo{}, false
+	}
+	i := slices.IndexFunc(fs.metas[name].filters, func(fi FilterInfo) bool { return fi.ID == id })
+	return fs.metas[name].filters[i], true
+}
+
+// syncCluster replaces every cluster filter with infos in one step, so no record is
+// judged by a mix of the old and the new set. An info whose id a local filter holds
+// is skipped (the ids are random 64-bit numbers: that is a corrupt store, not a race).
+func (fs *Filters) syncCluster(infos []FilterInfo) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, m := range fs.metas {
+		m.filters = slices.DeleteFunc(m.filters, func(fi FilterInfo) bool {
+			if fi.Disposition == DispositionCluster {
+				delete(fs.ids, fi.ID)
+				return true
+			}
+			return false
+		})
+	}
+	for _, info := range infos {
+		if _, taken := fs.ids[info.ID]; !taken {
+			fs.insertLocked(info)
+		}
+	}
+}
+
+// putCluster registers the cluster filter info, replacing the one with the same id.
+// It reports false, changing nothing, if a local filter holds the id.
+func (fs *Filters) putCluster(info FilterInfo) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if name, ok := fs.ids[info.ID]; ok {
+		m := fs.metas[name]
+		i := slices.IndexFunc(m.filters, func(fi FilterInfo) bool { return fi.ID == info.ID })
+		if m.filters[i].Disposition != DispositionCluster {
+			return false
+		}
+		if name == info.Logger {
+			m.filters[i] = info // in place, keeping its turn
+			return true
+		}
+		fs.removeLocked(info.ID)
+	}
+	fs.insertLocked(info)
+	return true
+}
+
+// removeCluster drops the filter with the given id if it is a cluster filter, and
+// reports whether it did.
+func (fs *Filters) removeCluster(id uint64) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	name, ok := fs.ids[id]
+	if !ok || !slices.ContainsFunc(fs.metas[name].filters, func(fi FilterInfo) bool {
+		return fi.ID == id && fi.Disposition == DispositionCluster
+	}) {
 		return false
 	}
-	delete(fs.ids, id)
-	m := fs.metas[name]
-	m.filters = slices.DeleteFunc(m.filters, func(fi FilterInfo) bool { return fi.ID == id })
+	fs.removeLocked(id)
 	return true
 }
 
@@ -293,6 +365,20 @@ func (fs *Filters) metafilterLocked(name string) *metafilter {
 	m := &metafilter{name: name, counts: c}
 	fs.metas[name] = m
 	return m
+}
+
+// removeLocked drops the filter with the given id. fs.mu must be held for writing.
+func (fs *Filters) removeLocked(id uint64) (FilterInfo, bool) {
+	name, ok := fs.ids[id]
+	if !ok {
+		return FilterInfo{}, false
+	}
+	delete(fs.ids, id)
+	m := fs.metas[name]
+	i := slices.IndexFunc(m.filters, func(fi FilterInfo) bool { return fi.ID == id })
+	info := m.filters[i]
+	m.filters = slices.Delete(m.filters, i, i+1)
+	return info, true
 }
 
 // insertLocked adds info, whose id must be free. fs.mu must be held for writing.

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/cocaine/cocaine/internal/lifecycle"
 	"github.com/cocaine/cocaine/rpc"
 )
 
@@ -57,6 +59,9 @@ type Config struct {
 	// DefaultFilter is the default metafilter: filter representations, of which any may
 	// accept a record (plugins.md §3.1), e.g. [["severity", 1]].
 	DefaultFilter []any `json:"default_filter"`
+	// UnicornPath is the folder of the cluster filters in unicorn, one node per filter
+	// named by its id. Empty means DefaultUnicornPath.
+	UnicornPath string `json:"unicorn_path"`
 }
 
 // SinkConfig is one sink: {"type": "stderr"} or {"type": "file", "path": "/var/log/x.jsonl"}.
@@ -67,7 +72,7 @@ type SinkConfig struct {
 
 // DefaultConfig writes every record to stderr.
 func DefaultConfig() Config {
-	return Config{Sinks: []SinkConfig{{Type: "stderr"}}, DefaultFilter: []any{[]any{"empty"}}}
+	return Config{Sinks: []SinkConfig{{Type: "stderr"}}, DefaultFilter: []any{[]any{"empty"}}, UnicornPath: DefaultUnicornPath}
 }
 
 // Validate reports every problem of c.
@@ -93,7 +98,40 @@ func (c Config) Validate() error {
 	if _, err := c.filters(); err != nil {
 		errs = append(errs, fmt.Errorf("logging.default_filter: %w", err))
 	}
+	if c.UnicornPath != "" {
+		if err := validFolder(c.UnicornPath); err != nil {
+			errs = append(errs, fmt.Errorf("logging.unicorn_path %q: %w", c.UnicornPath, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// folder is the unicorn folder of the cluster filters.
+func (c Config) folder() string {
+	if c.UnicornPath == "" {
+		return DefaultUnicornPath
+	}
+	return c.UnicornPath
+}
+
+// validFolder checks p as unicorn checks its paths: absolute, not "/", no empty, "." or
+// ".." elements, no trailing slash, no NUL, room left for an id.
+func validFolder(p string) error {
+	const maxPath = 4096 - 21 // unicorn's limit, less "/" and the longest uint64
+	switch {
+	case !strings.HasPrefix(p, "/") || p == "/":
+		return errors.New("must be an absolute path below /")
+	case len(p) > maxPath:
+		return fmt.Errorf("longer than %d bytes", maxPath)
+	case strings.ContainsRune(p, 0):
+		return errors.New("contains NUL")
+	}
+	for _, elem := range strings.Split(p[1:], "/") {
+		if elem == "" || elem == "." || elem == ".." {
+			return errors.New(`has an empty, "." or ".." element`)
+		}
+	}
+	return nil
 }
 
 func (c Config) filters() ([]Filter, error) {
@@ -141,12 +179,14 @@ type Service struct {
 	d       *rpc.Dispatcher
 	nextID  atomic.Uint64
 	now     func() time.Time
+	store   FilterStore // nil: no cluster filters
+	cluster *cluster    // set when store is
 
 	closeOnce sync.Once
 }
 
 // New opens the sinks and builds the service.
-func New(cfg Config, log *slog.Logger) (*Service, error) {
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -170,12 +210,18 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 			sinks = append(sinks, s)
 		}
 	}
-	return newService(cfg, log, defaults, MultiSink(sinks...), time.Now), nil
+	return newService(cfg, log, defaults, MultiSink(sinks...), time.Now, opts...), nil
 }
 
-func newService(cfg Config, log *slog.Logger, defaults []Filter, sink Sink, now func() time.Time) *Service {
+func newService(cfg Config, log *slog.Logger, defaults []Filter, sink Sink, now func() time.Time, opts ...Option) *Service {
 	s := &Service{cfg: cfg, log: log.With("component", "logging"), sink: sink, now: now,
 		filters: NewFilters(defaults, now)}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.store != nil {
+		s.cluster = newCluster(s.store, cfg.folder(), s.filters, now, s.log)
+	}
 	d := rpc.NewDispatcher(Graph, errorTable, s.log)
 	d.MustHandle("emit", s.emit)
 	d.MustHandle("verbosity", s.verbosity)
@@ -195,7 +241,15 @@ func newService(cfg Config, log *slog.Logger, defaults []Filter, sink Sink, now 
 func (s *Service) Dispatcher() *rpc.Dispatcher { return s.d }
 
 // Run prunes expired filters every second and flushes buffered sinks, until ctx is done.
+// With a FilterStore it also watches the cluster filters and deletes the expired ones;
+// it returns only when those loops have stopped.
 func (s *Service) Run(ctx context.Context) error {
+	g := lifecycle.NewGroup(ctx)
+	defer g.Stop()
+	if s.cluster != nil {
+		g.Go(s.cluster.watchLoop)
+		g.Go(s.cluster.sweepLoop)
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -346,12 +400,22 @@ func ttlDuration(seconds uint64) time.Duration {
 	return time.Duration(seconds) * time.Second
 }
 
+// removeFilter removes a local filter here, and any other one from the cluster store
+// as well as here (false: it was found nowhere). A local filter never waits for the
+// store.
 func (s *Service) removeFilter(ctx context.Context, req *rpc.Request) error {
 	var id uint64
 	if err := req.Args.Scan(&id); err != nil {
 		return err
 	}
-	return req.Tx.Value(s.filters.Remove(id))
+	if info, ok := s.filters.lookup(id); s.cluster == nil || (ok && info.Disposition == DispositionLocal) {
+		return req.Tx.Value(s.filters.Remove(id))
+	}
+	found, err := s.cluster.remove(ctx, id)
+	if err != nil {
+		return err
+	}
+	return req.Tx.Value(found)
 }
 
 func (s *Service) listFilters(ctx context.Context, req *rpc.Request) error {
@@ -363,8 +427,9 @@ func (s *Service) listFilters(ctx context.Context, req *rpc.Request) error {
 	return req.Tx.Value(out)
 }
 
-// setClusterFilter needs unicorn to share the filter with every node; a node without it
-// says so rather than pretending.
+// setClusterFilter stores the filter in the cluster store, where every host's watch
+// finds it, and applies it here at once. A node without a store says so rather than
+// pretending.
 func (s *Service) setClusterFilter(ctx context.Context, req *rpc.Request) error {
 	var logger string
 	var repr any
@@ -372,10 +437,18 @@ func (s *Service) setClusterFilter(ctx context.Context, req *rpc.Request) error 
 	if err := req.Args.Scan(&logger, &repr, &ttl); err != nil {
 		return err
 	}
-	if _, err := ParseFilter(repr); err != nil {
+	f, err := ParseFilter(repr)
+	if err != nil {
 		return err
 	}
-	return ErrNoCluster
+	if s.cluster == nil {
+		return ErrNoCluster
+	}
+	id, err := s.cluster.set(ctx, logger, f, ttl)
+	if err != nil {
+		return err
+	}
+	return req.Tx.Value(id)
 }
 
 // attributes decodes [[name, value], ...]: values are nil, bool, integers, doubles or
