@@ -134,7 +134,7 @@ func (a *app) run() error {
 	}
 	a.e = newEngine(a)
 	a.e.publish = func() (func(), error) {
-		return a.deps.Publisher.Publish(a.name, eps, AppGraph)
+		return a.deps.Publisher.Publish(a.name, eps, AppGraph, a.profile.PoolLimit*a.profile.Concurrency)
 	}
 	if a.profile.PublishOn == 0 { // publish before answering start_app, as the original
 		if a.e.withdraw, err = a.e.publish(); err != nil {

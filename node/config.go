@@ -67,7 +67,9 @@ type Storage interface {
 // Publisher publishes an app's service in the locator. withdraw removes it again and is
 // safe to call more than once.
 type Publisher interface {
-	Publish(name string, endpoints []rpc.Endpoint, graph *rpc.Graph) (withdraw func(), err error)
+	// capacity is how many requests the app takes at once (pool-limit × concurrency):
+	// the locator spreads the clients of apps running on several hosts by it.
+	Publish(name string, endpoints []rpc.Endpoint, graph *rpc.Graph, capacity int) (withdraw func(), err error)
 }
 
 // Listen opens the TCP listener of an app's service and says which endpoints to

@@ -88,6 +88,11 @@ type LocatorConfig struct {
 	Restrict []string `json:"restrict,omitempty"`
 	// Extra is sent as the x-cocaine-locator-extra header on connect streams.
 	Extra map[string]any `json:"extra,omitempty"`
+	// Proxy: resolve answers a service that runs only on other hosts with an endpoint
+	// of this host forwarding there, for clients that cannot reach the other hosts.
+	Proxy bool `json:"proxy,omitempty"`
+	// GroupRefresh is how often routing groups are reloaded from storage (5s).
+	GroupRefresh Duration `json:"group_refresh,omitempty"`
 }
 
 // RPCConfig bounds the wire.

@@ -210,7 +210,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer backend.Close()
 
 	reg := locator.NewRegistry()
-	loc, err := locator.New(locator.Config{UUID: id, Restrict: cfg.Locator.Restrict, Extra: cfg.Locator.Extra}, reg, backend, d.log)
+	locCfg := locator.Config{
+		UUID: id, Restrict: cfg.Locator.Restrict, Extra: cfg.Locator.Extra,
+		AnnounceLoopback: announceLoopback(rcfg.Advertise), GroupRefresh: time.Duration(cfg.Locator.GroupRefresh),
+		Proxy: cfg.Locator.Proxy, ProxyHost: cfg.Network.Endpoint,
+	}
+	if locCfg.Proxy && len(cfg.Network.Advertise) > 0 {
+		locCfg.ProxyHost = cfg.Network.Advertise[0]
+	}
+	loc, err := locator.New(locCfg, reg, backend, d.log,
+		locator.WithCluster(clusterLocator{uni}, func() []rpc.Endpoint { return d.Endpoint(locator.Name) }))
 	if err != nil {
 		return err
 	}

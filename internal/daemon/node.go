@@ -79,8 +79,8 @@ func (s nodeStorage) Find(ctx context.Context, collection string, tags []string)
 // nodePublisher exposes app services in the locator's registry.
 type nodePublisher struct{ reg *locator.Registry }
 
-func (p nodePublisher) Publish(name string, eps []rpc.Endpoint, g *rpc.Graph) (func(), error) {
-	return p.reg.Expose(locator.Entry{Name: name, Endpoints: eps, Version: g.Version, Graph: g})
+func (p nodePublisher) Publish(name string, eps []rpc.Endpoint, g *rpc.Graph, capacity int) (func(), error) {
+	return p.reg.Expose(locator.Entry{Name: name, Endpoints: eps, Version: g.Version, Graph: g, Weight: uint32(max(capacity, 1))})
 }
 
 // nodeOutput sends worker output lines to the logging service as app/<name> records
