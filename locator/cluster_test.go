@@ -20,7 +20,7 @@ type memStore struct {
 	mu       sync.Mutex
 	nodes    map[string]memNode
 	watchers map[chan ClusterEvent]string // → prefix
-	leases   map[int64]chan struct{}       // lost channels
+	leases   map[int64]chan struct{}      // lost channels
 	next     int64
 }
 

@@ -90,7 +90,7 @@ type Service struct {
 	groups  GroupStore   // nil: no routing groups
 	cluster ClusterStore // nil: a single host
 	self    func() []rpc.Endpoint
-	index   *index       // the other hosts' services (with a cluster)
+	index   *index // the other hosts' services (with a cluster)
 	prefix  string
 	log     *slog.Logger
 	d       *rpc.Dispatcher

@@ -65,7 +65,7 @@ type Daemon struct {
 	mu        sync.Mutex
 	endpoints map[string][]rpc.Endpoint
 	uuid      string
-	rn      *raft.Node
+	rn        *raft.Node
 	unicorn   *unicorn.Service
 }
 
