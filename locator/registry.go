@@ -16,8 +16,12 @@ type Entry struct {
 	Graph     *rpc.Graph // nil for a non-native service published without a graph
 	// Restricted services are resolvable here but never announced to other hosts.
 	Restricted bool
+	// Weight is the service's capacity as announced to other hosts (the requests an app
+	// takes at once); resolve spreads clients over hosts in proportion. 0 counts as 1.
+	Weight uint32
 
 	resolved rpc.Raw // [endpoints, version, graph], encoded once: resolve answers with it
+	graphRaw rpc.Raw // the graph alone, encoded (nil for a non-native service)
 }
 
 // info encodes [endpoints, version, graph]; endpoints empty for a withdrawn service.
@@ -66,6 +70,9 @@ func (r *Registry) Expose(e Entry) (withdraw func(), err error) {
 	}
 	ent := &e
 	ent.resolved = ent.info(false)
+	if ent.Graph != nil {
+		ent.graphRaw, _ = ent.Graph.AppendMsgpack(nil)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.entries[e.Name]; ok {

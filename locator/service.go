@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/cocaine/cocaine/internal/lifecycle"
 	"github.com/cocaine/cocaine/rpc"
@@ -41,6 +44,21 @@ type Config struct {
 	// WatchBuffer bounds how many registry updates a connect stream may fall behind
 	// before it is closed with an error (the peer reconnects). 1024 if zero.
 	WatchBuffer int
+
+	// The cluster (with WithCluster): this host announces its services in the store
+	// under Prefix (DefaultPrefix if empty) and resolves those of the others from it.
+	Prefix string
+	// AnnounceLoopback lets loopback endpoints be announced: for clusters whose hosts
+	// all live on this machine. Other hosts never see unspecified addresses.
+	AnnounceLoopback bool
+	// Proxy makes resolve answer, for a service that runs only on other hosts, with an
+	// endpoint of this host that forwards each connection there (for clients that
+	// cannot reach the other hosts). ProxyHost is the address it listens on.
+	Proxy     bool
+	ProxyHost string
+	// GroupRefresh is how often routing groups are reloaded from storage, so that a
+	// group changed through any host reaches every routing stream (5s if zero).
+	GroupRefresh time.Duration
 }
 
 // Validate reports every problem of cfg.
@@ -52,19 +70,33 @@ func (c Config) Validate() error {
 	if c.WatchBuffer < 0 {
 		errs = append(errs, fmt.Errorf("locator: watch_buffer must not be negative, got %d", c.WatchBuffer))
 	}
+	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/")) {
+		errs = append(errs, fmt.Errorf("locator: prefix %q must start with '/' and not end with one", c.Prefix))
+	}
+	if c.Proxy && net.ParseIP(c.ProxyHost) == nil {
+		errs = append(errs, fmt.Errorf("locator: proxy mode needs the IP address to listen on, got %q", c.ProxyHost))
+	}
+	if c.GroupRefresh < 0 {
+		errs = append(errs, fmt.Errorf("locator: group_refresh must not be negative, got %s", c.GroupRefresh))
+	}
 	return errors.Join(errs...)
 }
 
 // Service is the locator: resolve, connect, refresh, cluster, publish, routing and uuid
 // (protocol.md §6.1) over this host's Registry and the routing groups in storage.
 type Service struct {
-	cfg    Config
-	reg    *Registry
-	groups GroupStore // nil: no routing groups
-	log    *slog.Logger
-	d      *rpc.Dispatcher
-	extra  []rpc.Header
-	work   *lifecycle.Group
+	cfg     Config
+	reg     *Registry
+	groups  GroupStore   // nil: no routing groups
+	cluster ClusterStore // nil: a single host
+	self    func() []rpc.Endpoint
+	index   *index // the other hosts' services (with a cluster)
+	prefix  string
+	log     *slog.Logger
+	d       *rpc.Dispatcher
+	extra   []rpc.Header
+	work    *lifecycle.Group
+	proxies *proxies // with Config.Proxy
 
 	mu       sync.Mutex
 	rings    map[string]*Ring
@@ -78,13 +110,26 @@ type connectStream struct {
 	replaced chan struct{}
 }
 
+// Option configures a Service beyond its Config.
+type Option func(*Service)
+
+// WithCluster makes the locator cluster-wide: this host's services are announced in
+// store, the other hosts' are resolved from it. self gives this host's locator
+// endpoints (announced for cluster()), once it listens.
+func WithCluster(store ClusterStore, self func() []rpc.Endpoint) Option {
+	return func(s *Service) { s.cluster, s.self = store, self }
+}
+
 // New builds the locator service. groups may be nil (no routing groups).
-func New(cfg Config, reg *Registry, groups GroupStore, log *slog.Logger) (*Service, error) {
+func New(cfg Config, reg *Registry, groups GroupStore, log *slog.Logger, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.WatchBuffer == 0 {
 		cfg.WatchBuffer = 1024
+	}
+	if cfg.GroupRefresh == 0 {
+		cfg.GroupRefresh = 5 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -93,6 +138,19 @@ func New(cfg Config, reg *Registry, groups GroupStore, log *slog.Logger) (*Servi
 		cfg: cfg, reg: reg, groups: groups, log: log.With("component", "locator"),
 		rings: map[string]*Ring{}, routers: map[string]*rpc.Tx{}, connects: map[string]*connectStream{},
 		work: lifecycle.NewGroup(context.Background()),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.prefix = cfg.Prefix
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	if s.cluster != nil {
+		s.index = newIndex(cfg.UUID, s.prefix)
+		if cfg.Proxy {
+			s.proxies = newProxies(cfg.ProxyHost, s.index, s.log)
+		}
 	}
 	// The original sends the header on every connect write, an empty map included.
 	extra := cfg.Extra
@@ -108,7 +166,7 @@ func New(cfg Config, reg *Registry, groups GroupStore, log *slog.Logger) (*Servi
 	d.MustHandle("resolve", s.resolve)
 	d.MustHandle("connect", s.connect)
 	d.MustHandle("refresh", s.refresh)
-	d.MustHandle("cluster", s.cluster)
+	d.MustHandle("cluster", s.clusterRPC)
 	d.MustHandle("publish", s.publish)
 	d.MustHandle("routing", s.routing)
 	d.MustHandle("uuid", s.uuid)
@@ -122,9 +180,14 @@ func (s *Service) Dispatcher() *rpc.Dispatcher { return s.d }
 // Run loads the routing groups, then waits for ctx; on return, every stream the locator
 // serves has been closed and its goroutines have exited.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.Refresh(ctx, nil); err != nil {
-		s.log.Warn("loading routing groups failed", "err", err)
+	if s.cluster != nil {
+		s.work.Go(s.announce)
+		s.work.Go(s.follow)
 	}
+	if s.proxies != nil {
+		s.work.Go(s.proxies.run)
+	}
+	s.work.Go(s.refreshGroups)
 	<-ctx.Done()
 	s.work.Stop()
 	s.mu.Lock()
@@ -147,20 +210,31 @@ func (s *Service) resolve(ctx context.Context, req *rpc.Request) error {
 	if ring != nil {
 		name = ring.Pick(seed)
 	}
-	e, ok := s.reg.Lookup(name)
-	if !ok {
-		return rpc.ErrServiceUnavailable // the original's exact [10, 1] and text
+	raw, err := s.Resolve(name)
+	if err != nil {
+		return err
 	}
-	return req.Tx.SendRaw(rpc.Value, e.resolved)
+	return req.Tx.SendRaw(rpc.Value, raw)
 }
 
 func (s *Service) uuid(ctx context.Context, req *rpc.Request) error {
 	return req.Tx.Value(s.cfg.UUID)
 }
 
-// cluster lists the remote nodes this locator is linked to: none on a single host.
-func (s *Service) cluster(ctx context.Context, req *rpc.Request) error {
-	return req.Tx.Value(map[string]any{})
+// clusterRPC lists the other hosts of the cluster: {uuid: [ip, port]}, their locators'
+// first endpoints (none on a single host).
+func (s *Service) clusterRPC(ctx context.Context, req *rpc.Request) error {
+	out := map[string]any{}
+	if s.index != nil {
+		for h, eps := range s.index.cluster() {
+			if len(eps) == 0 {
+				out[h] = rpc.Endpoint{Host: "0.0.0.0", Port: 0} // as the original shows a link in progress
+				continue
+			}
+			out[h] = eps[0]
+		}
+	}
+	return req.Tx.Value(out)
 }
 
 // connect streams this host's announced services: a snapshot, then every change, each
@@ -373,6 +447,35 @@ func (s *Service) refresh(ctx context.Context, req *rpc.Request) error {
 // empty): a group that is gone or no longer tagged active is dropped. Attached routers
 // then get a full dump.
 func (s *Service) Refresh(ctx context.Context, names []string) error {
+	return s.reload(ctx, names, true)
+}
+
+// refreshGroups loads every group at start, then reloads them every GroupRefresh and
+// pushes a dump to the routers when something changed: groups written through another
+// host reach this one's routers without a refresh call.
+func (s *Service) refreshGroups(ctx context.Context) {
+	if s.groups == nil {
+		return
+	}
+	if err := s.reload(ctx, nil, true); err != nil && ctx.Err() == nil {
+		s.log.Warn("loading routing groups failed", "err", err)
+	}
+	t := time.NewTicker(s.cfg.GroupRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.reload(ctx, nil, false); err != nil && ctx.Err() == nil {
+			s.log.Debug("reloading routing groups failed", "err", err)
+		}
+	}
+}
+
+// reload reloads groups; the routers get a dump if force is set or the rings changed.
+func (s *Service) reload(ctx context.Context, names []string, force bool) error {
 	if s.groups == nil {
 		return nil
 	}
@@ -407,6 +510,7 @@ func (s *Service) Refresh(ctx context.Context, names []string) error {
 		loaded[name] = ring
 	}
 	s.mu.Lock()
+	before := s.dumpLocked()
 	if all {
 		s.rings = loaded
 	} else {
@@ -424,6 +528,9 @@ func (s *Service) Refresh(ctx context.Context, names []string) error {
 		routers = append(routers, tx)
 	}
 	s.mu.Unlock()
+	if !force && string(before) == string(dump) {
+		return errors.Join(errs...)
+	}
 	for _, tx := range routers {
 		tx.SendRaw(rpc.Write, dump) // a router whose client is gone is cleaned up by its discard
 	}

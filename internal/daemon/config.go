@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cocaine/cocaine/node"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services/logging"
 	"github.com/cocaine/cocaine/services/storage"
@@ -31,6 +32,7 @@ type Config struct {
 	Storage StorageConfig  `json:"storage"`
 	Unicorn UnicornConfig  `json:"unicorn"`
 	RPC     RPCConfig      `json:"rpc"`
+	Node    node.Config    `json:"node"`
 }
 
 // StorageConfig configures the replicated storage service.
@@ -92,6 +94,11 @@ type LocatorConfig struct {
 	Restrict []string `json:"restrict,omitempty"`
 	// Extra is sent as the x-cocaine-locator-extra header on connect streams.
 	Extra map[string]any `json:"extra,omitempty"`
+	// Proxy: resolve answers a service that runs only on other hosts with an endpoint
+	// of this host forwarding there, for clients that cannot reach the other hosts.
+	Proxy bool `json:"proxy,omitempty"`
+	// GroupRefresh is how often routing groups are reloaded from storage (5s).
+	GroupRefresh Duration `json:"group_refresh,omitempty"`
 }
 
 // RPCConfig bounds the wire.
@@ -175,6 +182,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Unicorn.unicornConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Node.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	rc := c.Raft.raftConfig()

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cocaine/cocaine/locator"
+	"github.com/cocaine/cocaine/node"
 	"github.com/cocaine/cocaine/raft"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services"
@@ -64,7 +65,7 @@ type Daemon struct {
 	mu        sync.Mutex
 	endpoints map[string][]rpc.Endpoint
 	uuid      string
-	node      *raft.Node
+	rn        *raft.Node
 	unicorn   *unicorn.Service
 }
 
@@ -105,7 +106,7 @@ func (d *Daemon) UUID() string {
 func (d *Daemon) Raft() *raft.Node {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.node
+	return d.rn
 }
 
 // Unicorn is the node's unicorn service, once Ready.
@@ -174,24 +175,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		raftLn.Close()
 		return err
 	}
-	node, err := raft.New(rcfg, mux, d.log)
+	rn, err := raft.New(rcfg, mux, d.log)
 	if err != nil {
 		raftLn.Close()
 		return err
 	}
-	uni, err := unicorn.New(ucfg, store, node.Sub(tagUnicorn), d.log)
+	uni, err := unicorn.New(ucfg, store, rn.Sub(tagUnicorn), d.log)
 	if err != nil {
 		raftLn.Close()
 		return err
 	}
 	for name, h := range uni.LeaderHandlers() {
-		node.HandleLeader(name, raft.LeaderHandler(h))
+		rn.HandleLeader(name, raft.LeaderHandler(h))
 	}
 
 	raftCtx, raftCancel := context.WithCancel(context.Background())
 	defer raftCancel()
 	raftDone := make(chan error, 1) // Run's one result
-	go func() { raftDone <- node.Run(raftCtx) }()
+	go func() { raftDone <- rn.Run(raftCtx) }()
 	defer func() {
 		raftCancel()
 		if rerr := <-raftDone; rerr != nil && err == nil {
@@ -199,21 +200,30 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 	select {
-	case <-node.Started():
+	case <-rn.Started():
 	case rerr := <-raftDone:
 		raftDone <- rerr
 		return rerr
 	}
 
-	blobs, err := d.newBlobs(id, state, node.Sub(tagStorage))
+	blobs, err := d.newBlobs(id, state, rn.Sub(tagStorage))
 	if err != nil {
 		return err
 	}
-	backend := storage.NewReplicated(state, node.Sub(tagStorage), blobs)
+	backend := storage.NewReplicated(state, rn.Sub(tagStorage), blobs)
 	defer backend.Close()
 
 	reg := locator.NewRegistry()
-	loc, err := locator.New(locator.Config{UUID: id, Restrict: cfg.Locator.Restrict, Extra: cfg.Locator.Extra}, reg, backend, d.log)
+	locCfg := locator.Config{
+		UUID: id, Restrict: cfg.Locator.Restrict, Extra: cfg.Locator.Extra,
+		AnnounceLoopback: announceLoopback(rcfg.Advertise), GroupRefresh: time.Duration(cfg.Locator.GroupRefresh),
+		Proxy: cfg.Locator.Proxy, ProxyHost: cfg.Network.Endpoint,
+	}
+	if locCfg.Proxy && len(cfg.Network.Advertise) > 0 {
+		locCfg.ProxyHost = cfg.Network.Advertise[0]
+	}
+	loc, err := locator.New(locCfg, reg, backend, d.log,
+		locator.WithCluster(clusterLocator{uni}, func() []rpc.Endpoint { return d.Endpoint(locator.Name) }))
 	if err != nil {
 		return err
 	}
@@ -222,7 +232,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lg.Close()
-	cl, err := cluster.New(cluster.Config{MaxSnapshotSize: rcfg.MaxSnapshotSize, Shutdown: d.Shutdown}, clusterRaft{node}, d.log)
+	cl, err := cluster.New(cluster.Config{MaxSnapshotSize: rcfg.MaxSnapshotSize, Shutdown: d.Shutdown}, clusterRaft{rn}, d.log)
+	if err != nil {
+		return err
+	}
+	nd, err := d.newNode(backend, reg, lg)
 	if err != nil {
 		return err
 	}
@@ -233,6 +247,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		{name: storage.Name, svc: storage.New(backend, d.log)},
 		{name: unicorn.Name, svc: uni},
 		{name: cluster.Name, svc: cl},
+		{name: node.Name, svc: nd},
 	}
 	// Listeners first, so a port conflict fails the start before anything runs.
 	defer func() {
@@ -277,9 +292,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		})
 		d.log.Info("service listening", "service", s.name, "endpoints", fmt.Sprint(eps))
 	}
-	if len(cfg.Raft.Join) > 0 && node.Fresh() {
+	if len(cfg.Raft.Join) > 0 && rn.Fresh() {
 		// A restarted member is in the configuration already; raft brings it back.
-		if err := d.join(gctx, node); err != nil {
+		if err := d.join(gctx, rn); err != nil {
 			cancel()
 			g.Wait()
 			return err
@@ -287,7 +302,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.mu.Lock()
 	d.uuid = id
-	d.node = node
+	d.rn = rn
 	d.unicorn = uni
 	d.mu.Unlock()
 	close(d.ready)
@@ -311,12 +326,12 @@ func (f storageFSM) Snapshot() (raft.Snapshot, error) {
 // join admits this host to the cluster through the locators of raft.join: it asks the
 // first that answers (its cluster service forwards to the leader) to add this host's
 // raft address. A host that is already a member (a restart) is admitted at once.
-func (d *Daemon) join(ctx context.Context, node *raft.Node) error {
+func (d *Daemon) join(ctx context.Context, rn *raft.Node) error {
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		for _, j := range d.cfg.Raft.Join {
 			ep, _ := joinEndpoint(j)
-			err := d.joinThrough(ctx, ep, node)
+			err := d.joinThrough(ctx, ep, rn)
 			if err == nil {
 				d.log.Info("joined the cluster", "through", ep.String())
 				return nil
@@ -334,7 +349,7 @@ func (d *Daemon) join(ctx context.Context, node *raft.Node) error {
 	}
 }
 
-func (d *Daemon) joinThrough(ctx context.Context, locatorEP rpc.Endpoint, node *raft.Node) error {
+func (d *Daemon) joinThrough(ctx context.Context, locatorEP rpc.Endpoint, rn *raft.Node) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := rpc.Service(ctx, []rpc.Endpoint{locatorEP}, cluster.Name, rpc.DialConfig{Log: d.log})
@@ -342,7 +357,7 @@ func (d *Daemon) joinThrough(ctx context.Context, locatorEP rpc.Endpoint, node *
 		return err
 	}
 	defer conn.Close()
-	ch, err := conn.Call(ctx, "join", node.ID(), node.Addr())
+	ch, err := conn.Call(ctx, "join", rn.ID(), rn.Addr())
 	if err != nil {
 		return err
 	}

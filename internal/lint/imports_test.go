@@ -82,6 +82,24 @@ var importRules = []importRule{
 		never: []string{"internal/daemon/..."},
 		why:   "a built-in service sees the wire, the Service interface, its own subpackages and internal helpers, never another service or the daemon",
 	},
+	{
+		name: "node",
+		from: "node/...",
+		only: []string{std, external, "rpc/...", "node/...", "internal/lifecycle"},
+		why:  "the app engine sees the wire and its isolates; storage, the locator and logging reach it through consumer-side interfaces that the daemon satisfies",
+	},
+	{
+		name:  "node-isolates",
+		from:  "node",
+		never: []string{"node/isolate/..."},
+		why:   "isolates are registered explicitly: the daemon hands their factories to the node",
+	},
+	{
+		name: "examples",
+		from: "examples/...",
+		only: []string{std, "frameworks/go/..."},
+		why:  "examples show what an app author writes: the framework and the standard library",
+	},
 }
 
 // importViolation is one forbidden import.

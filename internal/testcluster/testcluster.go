@@ -15,9 +15,13 @@ package testcluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -75,10 +79,17 @@ func New(t testing.TB, opts Options) *Cluster {
 		level = slog.LevelWarn
 	}
 	c := &Cluster{t: t, Net: faultnet.New(), level: level}
+	// The hosts' worker cgroups live under a root of this cluster's own, removed by
+	// name once every host stopped (cleanups run last in, first out).
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	cgroupRoot := "/cocaine-tc-" + hex.EncodeToString(rnd[:])
+	t.Cleanup(func() { removeCgroups(cgroupRoot) })
 	t.Cleanup(c.Close)
 	for i := range opts.Nodes {
 		n := &Node{c: c, Index: i, Name: "h" + strconv.Itoa(i), IP: fmt.Sprintf("127.0.0.%d", 11+i)}
 		n.cfg = nodeConfig(t, n.IP)
+		n.cfg.Node.CgroupRoot = cgroupRoot
 		if i > 0 {
 			n.cfg.Raft.Join = []string{c.nodes[0].Locator()[0].String()}
 		}
@@ -204,7 +215,7 @@ func (n *Node) start() {
 	}
 	// A restart binds the same ports.
 	pinned := map[string]int{}
-	for _, name := range []string{"locator", "logging", "storage", "unicorn", "cluster"} {
+	for _, name := range []string{"locator", "logging", "storage", "unicorn", "cluster", "node", "blobs"} {
 		if eps := d.Endpoint(name); len(eps) > 0 {
 			pinned[name] = int(eps[0].Port)
 		}
@@ -299,5 +310,24 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 			t.Fatalf("not after %s: %v", timeout, err)
 		}
 		<-tick.C
+	}
+}
+
+// removeCgroups removes a cgroup root and what is below it (class groups, worker groups
+// left by a host that was killed), deepest first, in every v1 hierarchy the process
+// isolate uses.
+func removeCgroups(root string) {
+	for _, ctl := range []string{"cpu", "cpuacct", "memory", "pids"} {
+		base := filepath.Join("/sys/fs/cgroup", ctl, root)
+		var dirs []string
+		filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			os.Remove(dirs[i])
+		}
 	}
 }
