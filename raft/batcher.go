@@ -20,6 +20,10 @@ type proposal struct {
 // commit index anyway) before it nudges the followers about a local write.
 const nudgeDelay = 2 * time.Millisecond
 
+// batchLinger is how long the batcher waits for more proposals before it closes an
+// entry, when the last entry carried several (a light load sends at once).
+const batchLinger = 300 * time.Microsecond
+
 type proposalResult struct {
 	index  uint64
 	result []byte
@@ -63,6 +67,10 @@ func (n *Node) proposeLocal(ctx context.Context, cmd []byte, forwarded bool) (ui
 // disk writes, so while one entry is being written the next one fills up: the batch
 // size follows the load by itself.
 func (n *Node) batch(ctx context.Context) {
+	lastBatch := 0
+	lingerT := time.NewTimer(time.Hour)
+	lingerT.Stop()
+	defer lingerT.Stop()
 	lazy := time.NewTimer(time.Hour)
 	lazy.Stop()
 	defer lazy.Stop()
@@ -85,16 +93,40 @@ func (n *Node) batch(ctx context.Context) {
 		}
 		props := []*proposal{first}
 		size := len(first.cmd)
+		var linger <-chan time.Time
+		if lastBatch > 1 {
+			// Under load: give the clients answered by the last entry a moment to send
+			// their next command, so the next entry (and its fsyncs) carries them all.
+			lingerT.Reset(batchLinger)
+			linger = lingerT.C
+		}
 	fill:
 		for len(props) < n.cfg.MaxBatch && size < n.cfg.MaxBatchBytes {
 			select {
 			case p := <-n.props:
 				props = append(props, p)
 				size += len(p.cmd)
+				continue
 			default:
+			}
+			if linger == nil {
+				break
+			}
+			select {
+			case p := <-n.props:
+				props = append(props, p)
+				size += len(p.cmd)
+			case <-linger:
 				break fill
 			}
 		}
+		if linger != nil && !lingerT.Stop() {
+			select { // the timer fired: drain it so the next Reset starts clean
+			case <-lingerT.C:
+			default:
+			}
+		}
+		lastBatch = len(props)
 		cmds := make([][]byte, len(props))
 		for i, p := range props {
 			cmds[i] = p.cmd
