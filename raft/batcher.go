@@ -176,6 +176,9 @@ func (n *Node) sendNudge(ctx context.Context) {
 	if ok, _ := n.Leadership(); !ok {
 		return
 	}
+	if servers, _, err := n.configuration(); err != nil || len(servers) < 2 {
+		return // nobody to tell
+	}
 	n.toldCommit.Store(n.r.CommitIndex())
 	f := n.r.Apply(appendEnvelope(nil, nil), 0)
 	select {

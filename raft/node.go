@@ -17,6 +17,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // LeaderHandler serves a LeaderCall on the leader. Domain errors (a lease that is gone)
@@ -154,7 +155,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	hlog := newHCLogger(n.log)
 
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	// The freelist is not written at each commit (bbolt rebuilds it when the file is
+	// opened): fewer pages per append, and appends are the hot path.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {
 		return fmt.Errorf("raft: open log store: %w", err)
 	}
