@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -287,8 +288,9 @@ func runcRun(ctx context.Context, p Profile, cpus, dir string) (Result, error) {
 	}
 	busybox := ""
 	for _, b := range []string{"/bin/busybox", "/usr/bin/busybox"} {
-		if out, err := exec.Command("file", "-L", b).Output(); err == nil && bytes.Contains(out, []byte("statically linked")) {
+		if static(b) {
 			busybox = b
+			break
 		}
 	}
 	if busybox == "" {
@@ -355,4 +357,20 @@ func runcRun(ctx context.Context, p Profile, cpus, dir string) (Result, error) {
 	r.setRate(int64(len(lat)), time.Since(start))
 	r.setLatency(lat)
 	return r, nil
+}
+
+// static reports whether path is an ELF executable without an interpreter (statically
+// linked), so that it runs alone in a rootfs.
+func static(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
