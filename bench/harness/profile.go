@@ -58,7 +58,7 @@ var Profiles = map[string]Profile{
 	"quick": {
 		Name: "quick", StepTimeout: 90 * time.Second, Warmup: 1000,
 		KeySize: 8, ValSize: 256, KeySpace: 1,
-		SeqPuts: 2000, PutRuns: []ConnClients{{10, 10}, {10, 100}}, PutTotal: 20000,
+		SeqPuts: 1000, PutRuns: []ConnClients{{10, 10}, {10, 100}}, PutTotal: 10000,
 		SeqGets: 2000, GetRun: ConnClients{10, 100}, GetTotal: 20000,
 		CASClients: 16, CASDuration: 5 * time.Second,
 		Watchers: []int{1, 100, 1000}, WatchConns: 10, WatchPuts: 200, WatchRate: 100, WatchValSize: 32,
