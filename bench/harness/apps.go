@@ -214,7 +214,7 @@ func activeWorkers(ctx context.Context, nd *rpc.Conn, app string) (active, all i
 // same app with {"isolate": {"type": "runc"}} in its profile; the row is skipped with
 // RuncUnavailable while the node knows no such isolate.
 func (a *appBench) coldStart(ctx context.Context, isolate string) (Result, error) {
-	app := "echo-cold-" + isolate
+	app := "cold-" + isolate
 	r := a.row("A3", "worker-cold-start", fmt.Sprintf("--isolate=%s --total=%d (control(1) to an active worker)", isolate, a.p.ColdStarts))
 	profile := map[string]any{"idle-timeout": 0.01, "isolate": map[string]any{"type": isolate, "args": map[string]any{}}}
 	if err := a.upload(ctx, app, profile); err != nil {

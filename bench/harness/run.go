@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			cfg.Emit(r, err)
 		}
 	}
-	dir, err := os.MkdirTemp(cfg.TmpDir, "cocaine-bench-")
+	dir, err := os.MkdirTemp(cfg.TmpDir, "cb-") // short: worker socket paths under it must fit in 107 bytes
 	if err != nil {
 		return nil, err
 	}
