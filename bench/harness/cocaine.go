@@ -11,7 +11,7 @@ import (
 
 // Unicorn's errors the harness tells apart (category 11, unicorn/doc.go).
 var (
-	errUnicornNoNode     = rpc.NewError(rpc.CategoryUnicorn, 2, "")
+	errUnicornNoNode     = rpc.NewError(rpc.CategoryUnicorn, 8, "")
 	errUnicornNodeExists = rpc.NewError(rpc.CategoryUnicorn, 9, "")
 )
 

@@ -230,6 +230,9 @@ func (b *kvBench) ephemeralExpiry(ctx context.Context, id, mode, self string) (R
 		return r, err
 	}
 	defer watcher.Close()
+	if n, err := watcher.Count(ctx, prefix+"-absent"); err != nil || n != 0 {
+		return r, fmt.Errorf("count under an absent prefix: %d, %v", n, err)
+	}
 	if err := watcher.Create(ctx, prefix, nil); err != nil {
 		return r, err
 	}
