@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .connection import Connection, parse_endpoint
-from .errors import ClosedUpstream, InvalidMessage, NotConnected, ServiceError, StreamClosed, decode_error
+from .errors import ClosedUpstream, CocaineError, InvalidMessage, NotConnected, ServiceError, StreamClosed, decode_error
 from .protocol import LOCATOR_GRAPH, TERMINAL, Graph, Method, State
 from .wire import Frame, Trace, normalize_headers
 
@@ -182,7 +182,10 @@ class Channel:
         return False
 
     def discard(self, error: Exception) -> None:
-        self._put(error)
+        reason = error.message if isinstance(error, CocaineError) else str(error)
+        e = NotConnected(f"{self._what()}: the connection ended: {reason}")
+        e.__cause__ = error
+        self._put(e)
         self._ended = True
 
     def _put(self, item: Message | BaseException) -> None:

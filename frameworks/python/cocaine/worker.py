@@ -192,7 +192,10 @@ class Request:
         return True
 
     def discard(self, error: Exception) -> None:
-        self._finish(error)
+        reason = error.message if isinstance(error, CocaineError) else str(error)
+        e = NotConnected(f"event {self.event!r}: the connection to the node ended: {reason}")
+        e.__cause__ = error
+        self._finish(e)
 
     def _finish(self, end: BaseException) -> None:
         if self._end is None:

@@ -43,9 +43,12 @@ class Server:
     def __init__(self):
         self.peers = asyncio.Queue()
         self.server = None
+        self.all = []
 
     async def _accept(self, r, w):
-        await self.peers.put(Peer(r, w))
+        p = Peer(r, w)
+        self.all.append(p)
+        await self.peers.put(p)
 
     async def start_unix(self, path):
         self.server = await asyncio.start_unix_server(self._accept, path)
@@ -63,5 +66,8 @@ class Server:
         return await asyncio.wait_for(self.peers.get(), timeout)
 
     async def close(self):
+        for p in self.all:
+            p.close()
+            p.task.cancel()
         self.server.close()
         await self.server.wait_closed()
