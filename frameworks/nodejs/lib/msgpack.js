@@ -179,4 +179,4 @@ function skip(b, off) {
   return off;
 }
 
-module.exports = { decode, encode, encodeArrayHeader, skip };
+module.exports = { decode, encode, encodeArrayHeader, skip, Writer, writeValue };

@@ -219,13 +219,16 @@ class Frame {
   }
 }
 
-const EMPTY_HEADERS = Buffer.from([0x90]);
-
 // encodeFrame encodes [channel, type, args, headers] as the core does.
 function encodeFrame(channel, type, args, headers = [], encoder = null) {
-  const body = msgpack.encode(args);
-  const hs = headers.length ? (encoder || new HeaderEncoder()).encode(headers) : EMPTY_HEADERS;
-  return Buffer.concat([Buffer.from([0x94]), msgpack.encode(channel), msgpack.encode(type), body, hs]);
+  const w = new msgpack.Writer(64);
+  w.u8(0x94);
+  msgpack.writeValue(w, channel);
+  msgpack.writeValue(w, type);
+  msgpack.writeValue(w, args);
+  if (headers.length) w.bytes((encoder || new HeaderEncoder()).encode(headers));
+  else w.u8(0x90);
+  return w.result();
 }
 
 function skipHead(b) {
