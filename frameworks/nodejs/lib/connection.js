@@ -58,10 +58,18 @@ class Connection {
 
   forget(channel) { this.channels.delete(channel); }
 
-  // send writes one frame; it resolves once the socket can take more (backpressure).
+  // send writes one frame; it resolves once the socket can take more (backpressure). It
+  // rejects, never throws: with NotConnected once the connection ended, TypeError for args
+  // that cannot be encoded.
   send(channel, type, args = [], headers = []) {
-    this._check();
-    if (this.socket.write(encodeFrame(channel, type, args, headers))) return Promise.resolve();
+    let frame;
+    try {
+      this._check();
+      frame = encodeFrame(channel, type, args, headers);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.socket.write(frame)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const done = () => {
         this.socket.off('drain', done);

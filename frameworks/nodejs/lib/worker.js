@@ -258,6 +258,7 @@ class Worker {
       };
       this._beat = beat;
     });
+    outcome.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
     const control = {
       push(f) {
         if (f.type === 0) {

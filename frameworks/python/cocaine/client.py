@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from .connection import Connection, parse_endpoint
 from .errors import ClosedUpstream, CocaineError, InvalidMessage, NotConnected, ServiceError, StreamClosed, decode_error
-from .protocol import LOCATOR_GRAPH, TERMINAL, Graph, Method, State
+from .protocol import LOCATOR_GRAPH, Graph, Method, State
 from .wire import Frame, Trace, normalize_headers
 
 DEFAULT_LOCATOR = ("127.0.0.1", 10053)

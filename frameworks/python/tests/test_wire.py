@@ -1,6 +1,5 @@
 """The codec beyond the golden frames: old-spec output, the header table, protocol errors."""
 
-import struct
 import unittest
 
 from cocaine import wire
