@@ -23,8 +23,21 @@ function check(cond, what) {
 }
 
 async function exchange(locator, app, withFail) {
+  // Primitive calls on services of the daemon, from the graphs the locator sends.
+  const node = await service('node', { locator, timeout: 20000 });
+  const apps = await (await node.list()).get();
+  check(apps.some((a) => a.toString() === app), `node.list: ${apps}`);
+  try {
+    await (await node.info('no-such-app')).get();
+    check(false, 'node.info of an unknown app succeeded');
+  } catch (err) {
+    check(err instanceof ServiceError && err.category === 12, `node.info of an unknown app: ${err}`);
+  }
+  await node.close();
   const svc = await service(app, { locator, timeout: 20000 });
   check(svc.methods().slice(0, 3).join() === 'enqueue,info,control', `methods ${svc.methods()}`);
+  const info = await (await svc.info()).get();
+  check(info && typeof info === 'object' && 'pool' in info, `${app}.info: ${JSON.stringify(info)}`);
   const tr = new Trace(0x0102030405060708n, 0x1112n, 0n);
   let ch = await svc.request('enqueue', ['ping'], { trace: tr, headers: { 'x-test': '1' } });
   await ch.write('hello, ');

@@ -24,8 +24,19 @@ def check(cond, what):
 
 
 async def exchange(loc, app, with_fail):
+    # Primitive calls on services of the daemon, from the graphs the locator sends.
+    async with Service("node", loc, timeout=20) as node:
+        apps = await (await node.list()).get()
+        check(app.encode() in apps, f"node.list: {apps}")
+        try:
+            await (await node.info("no-such-app")).get()
+            check(False, "node.info of an unknown app succeeded")
+        except ServiceError as e:
+            check(e.category == 12, f"node.info of an unknown app: {e!r}")
     async with Service(app, loc, timeout=20) as svc:
         check(svc.methods()[:3] == ["enqueue", "info", "control"], f"methods {svc.methods()}")
+        info = await (await svc.info()).get()
+        check(isinstance(info, dict) and b"pool" in info, f"{app}.info: {info!r}")
         # One request read whole, with a trace: the reply carries the request's trace.
         tr = Trace(0x0102030405060708, 0x1112, 0)
         ch = await svc.enqueue("ping", trace=tr, headers={"x-test": "1"})
