@@ -40,6 +40,10 @@ type Session struct {
 	done   chan struct{}
 	once   sync.Once
 
+	// openMu orders the channels this side opens: held from an id's allocation until its
+	// first frame is queued (see Open).
+	openMu sync.Mutex
+
 	mu       sync.Mutex
 	channels map[uint64]*channel // channels the peer may still send on
 	maxID    uint64              // the highest channel id seen or allocated
@@ -421,9 +425,14 @@ func (s *Session) safeDiscard(r Receiver, cause error) {
 func (s *Session) Open(m Method, args Raw, headers []Header, trace Trace, r Receiver) (*Tx, error) {
 	tx := &Tx{s: s, trace: trace, headers: headers}
 	ch := &channel{rx: m.Upstream, receiver: r, tx: tx}
+	// openMu, not mu, is held while the first frame is queued: ids must reach the wire
+	// in increasing order, and queueing blocks while the peer does not read; mu must not
+	// be held then, or the reader and everyone forgetting a channel would wait too.
+	s.openMu.Lock()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.openMu.Unlock()
 		return nil, ErrNotConnected
 	}
 	s.maxID++
@@ -431,9 +440,9 @@ func (s *Session) Open(m Method, args Raw, headers []Header, trace Trace, r Rece
 	if !ch.rx.IsTerminal() {
 		s.channels[ch.id] = ch
 	}
-	// Enqueue under mu so that ids reach the wire in increasing order.
-	err := tx.sendLocked(m.ID, m.Dispatch, args, nil)
 	s.mu.Unlock()
+	err := tx.sendLocked(m.ID, m.Dispatch, args, nil)
+	s.openMu.Unlock()
 	if err != nil {
 		s.forget(ch.id)
 		return nil, err
@@ -519,7 +528,7 @@ func (t *Tx) SendName(name string, args ...any) error {
 }
 
 // sendLocked enqueues the frame and moves to next (nil: stay). t.mu (or, for the first
-// message of a channel we open, s.mu) must be held.
+// message of a channel we open, s.openMu) must be held.
 func (t *Tx) sendLocked(typ uint64, next *State, args Raw, extra []Header) error {
 	err := t.s.w.frame(func(b []byte, enc *HeaderEncoder) ([]byte, error) {
 		b = append(b, 0x94)

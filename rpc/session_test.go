@@ -163,3 +163,64 @@ func TestShutdownWithStuckPeer(t *testing.T) {
 	c.Close()
 	<-wrote
 }
+
+// TestOpenBlockedByPeerDoesNotHoldTheSession: a peer that stops reading makes Open block
+// while it queues the first frame; meanwhile the rest of the session must go on
+// (abandoning another channel, the reader delivering replies, closing), or an owner that
+// abandons a timed-out request would wait for the stuck peer forever (it did: the node
+// deadlocked on a worker that stopped reading).
+func TestOpenBlockedByPeerDoesNotHoldTheSession(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1) // the one connection, never read
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	defer peer.Close()
+	conn := rpc.NewConn(nc, rpctest.EchoGraph, rpc.DialConfig{})
+	defer conn.Close()
+
+	first, err := conn.Call(testCtx(t), "stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	opened := make(chan error, 1) // the blocked Open's result, once the connection closes
+	go func() {
+		// Fill the writer (the peer reads nothing) until an Open blocks.
+		for {
+			if _, err := conn.Call(context.Background(), "ping", big); err != nil {
+				opened <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // let the opener get stuck; the test asserts no timing
+	done := make(chan struct{})         // closed when Abandon returned
+	go func() {
+		first.Abandon()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Abandon waited for the blocked Open")
+	}
+	conn.Close()
+	select {
+	case <-opened:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocked Open did not fail when the connection closed")
+	}
+}

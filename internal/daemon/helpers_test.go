@@ -93,7 +93,9 @@ func (n *node) stop(t *testing.T) error {
 	select {
 	case n.err = <-n.done:
 	case <-time.After(startTimeout):
-		t.Fatal("Run did not return after cancellation")
+		var buf bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		t.Fatalf("Run did not return after cancellation; goroutines:\n%s", buf.String())
 	}
 	n.halted = true
 	return n.err
