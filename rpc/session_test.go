@@ -207,7 +207,7 @@ func TestOpenBlockedByPeerDoesNotHoldTheSession(t *testing.T) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond) // let the opener get stuck; the test asserts no timing
-	done := make(chan struct{})         // closed when Abandon returned
+	done := make(chan struct{})        // closed when Abandon returned
 	go func() {
 		first.Abandon()
 		close(done)
