@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -63,46 +65,48 @@ func TestStorage(t *testing.T) {
 
 // TestUnicorn: every unicorn command, and its errors with category 11.
 func TestUnicorn(t *testing.T) {
+	u := uniq("/tst/u")
 	var done bool
-	okJSON(t, &done, "unicorn", "create", "/tst/u/a", `{"x": 1}`)
+	okJSON(t, &done, "unicorn", "create", u+"/a", `{"x": 1}`)
 	if !done {
 		t.Error("create said false")
 	}
 	var got []any
-	okJSON(t, &got, "unicorn", "get", "/tst/u/a")
+	okJSON(t, &got, "unicorn", "get", u+"/a")
 	if !reflect.DeepEqual(got, []any{map[string]any{"x": 1.0}, 0.0}) {
 		t.Errorf("get: %v", got)
 	}
-	okJSON(t, &got, "unicorn", "put", "/tst/u/a", `"two"`, "0")
+	okJSON(t, &got, "unicorn", "put", u+"/a", `"two"`, "0")
 	if got[0] != true {
 		t.Errorf("put with the right version: %v", got)
 	}
-	okJSON(t, &got, "unicorn", "put", "/tst/u/a", `"three"`, "0")
+	okJSON(t, &got, "unicorn", "put", u+"/a", `"three"`, "0")
 	if got[0] != false || !reflect.DeepEqual(got[1], []any{"two", 1.0}) {
 		t.Errorf("put with a stale version: %v", got)
 	}
-	okJSON(t, &got, "unicorn", "children", "/tst/u")
+	okJSON(t, &got, "unicorn", "children", u)
 	if !reflect.DeepEqual(got[1], []any{"a"}) {
 		t.Errorf("children: %v", got)
 	}
-	fails(t, exitService, "error [11, 9] unicorn.node_exists:", "unicorn", "create", "/tst/u/a", "1")
-	fails(t, exitService, "error [11, 7] unicorn.version_not_allowed:", "unicorn", "del", "/tst/u/a", "7")
+	fails(t, exitService, "error [11, 9] unicorn.node_exists:", "unicorn", "create", u+"/a", "1")
+	fails(t, exitService, "error [11, 7] unicorn.version_not_allowed:", "unicorn", "del", u+"/a", "7")
 	fails(t, exitService, "error [11, 6] unicorn.invalid_path:", "unicorn", "get", "no-slash")
-	okJSON(t, &done, "unicorn", "del", "/tst/u/a")
-	okJSON(t, &got, "unicorn", "get", "/tst/u/a")
+	okJSON(t, &done, "unicorn", "del", u+"/a")
+	okJSON(t, &got, "unicorn", "get", u+"/a")
 	if !reflect.DeepEqual(got, []any{nil, -1.0}) {
 		t.Errorf("get after del: %v", got)
 	}
-	ok(t, "unicorn", "create", "/tst/u/b", "1")
-	okJSON(t, &done, "unicorn", "remove", "/tst/u/b", "0") // the alias, with a version
+	ok(t, "unicorn", "create", u+"/b", "1")
+	okJSON(t, &done, "unicorn", "remove", u+"/b", "0") // the alias, with a version
 }
 
 // TestUnicornWatch: the sync line, then the events; -c ends it; FROM_REVISION replays.
 func TestUnicornWatch(t *testing.T) {
-	ok(t, "unicorn", "create", "/tst/w/a", "1")
+	w := uniq("/tst/w")
+	ok(t, "unicorn", "create", w+"/a", "1")
 	var wg sync.WaitGroup
 	var r result
-	wg.Go(func() { r = ct(t, "unicorn", "watch", "/tst/w", "-c", "2") })
+	wg.Go(func() { r = ct(t, "unicorn", "watch", w, "-c", "2") })
 	// The watch is on once its sync line is out; writes until then may land before it.
 	// So write until it ends: it has then seen two events after its start.
 	stop := make(chan struct{})
@@ -114,8 +118,8 @@ func TestUnicornWatch(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			ct(t, "unicorn", "put", "/tst/w/a", fmt.Sprint(i+2), "-1") // -1: a mismatch is fine too
-			ct(t, "unicorn", "create", fmt.Sprintf("/tst/w/n%d", i), "0")
+			ct(t, "unicorn", "put", w+"/a", fmt.Sprint(i+2), "-1") // -1: a mismatch is fine too
+			ct(t, "unicorn", "create", fmt.Sprintf("%s/n%d", w, i), "0")
 		}
 	})
 	wg.Wait()
@@ -130,7 +134,7 @@ func TestUnicornWatch(t *testing.T) {
 	}
 	var sync0 []any
 	json.Unmarshal([]byte(lines[0]), &sync0)
-	if len(sync0) != 5 || sync0[1] != "sync" || sync0[2] != "/tst/w" {
+	if len(sync0) != 5 || sync0[1] != "sync" || sync0[2] != w {
 		t.Fatalf("first line %s, want the sync line", lines[0])
 	}
 	start := sync0[0].(float64)
@@ -145,12 +149,12 @@ func TestUnicornWatch(t *testing.T) {
 		} else {
 			prev = rev
 		}
-		if !strings.HasPrefix(ev[2].(string), "/tst/w/") {
+		if !strings.HasPrefix(ev[2].(string), w+"/") {
 			t.Errorf("event outside /tst/w: %s", l)
 		}
 	}
 	// Replay from the sync revision: the same first event comes back.
-	r2 := ct(t, "unicorn", "watch", "/tst/w", fmt.Sprint(int64(start)), "-c", "1")
+	r2 := ct(t, "unicorn", "watch", w, fmt.Sprint(int64(start)), "-c", "1")
 	if r2.code != 0 {
 		t.Fatalf("watch from %v: %d %s", start, r2.code, r2.err)
 	}
@@ -162,7 +166,7 @@ func TestUnicornWatch(t *testing.T) {
 	var r3 result
 	var w3 sync.WaitGroup
 	out := newWrites()
-	w3.Go(func() { r3 = toolWith(t, runOpts{ctx: ctx, stdout: out}, "unicorn", "watch", "/tst/w") })
+	w3.Go(func() { r3 = toolWith(t, runOpts{ctx: ctx, stdout: out}, "unicorn", "watch", w) })
 	if line := <-out; !strings.Contains(line, `"sync"`) {
 		t.Errorf("first line %q", line)
 	}
@@ -176,7 +180,8 @@ func TestUnicornWatch(t *testing.T) {
 // TestUnicornLock: the command runs under the lock with its exit status; a second
 // locker waits its turn.
 func TestUnicornLock(t *testing.T) {
-	r := ct(t, "unicorn", "lock", "/tst/locks/a", "--", "sh", "-c", "echo held; exit 3")
+	l := uniq("/tst/locks")
+	r := ct(t, "unicorn", "lock", l+"/a", "--", "sh", "-c", "echo held; exit 3")
 	if r.code != 3 || r.out != "held\n" {
 		t.Fatalf("lock -- sh: exit %d, stdout %q, stderr %q", r.code, r.out, r.err)
 	}
@@ -185,11 +190,11 @@ func TestUnicornLock(t *testing.T) {
 	var wg sync.WaitGroup
 	var r1, r2 result
 	wg.Go(func() {
-		r1 = ct(t, "unicorn", "lock", "/tst/locks/b", "--", "sh", "-c", `while [ ! -e "$1" ]; do sleep 0.02; done`, "sh", release)
+		r1 = ct(t, "unicorn", "lock", l+"/b", "--", "sh", "-c", `while [ ! -e "$1" ]; do sleep 0.02; done`, "sh", release)
 	})
-	eventually(t, "the first lock taken", func() error { return lockers(t, "/tst/locks/b", 1) })
-	wg.Go(func() { r2 = ct(t, "unicorn", "lock", "/tst/locks/b", "--", "touch", second) })
-	eventually(t, "the second locker queued", func() error { return lockers(t, "/tst/locks/b", 2) })
+	eventually(t, "the first lock taken", func() error { return lockers(t, l+"/b", 1) })
+	wg.Go(func() { r2 = ct(t, "unicorn", "lock", l+"/b", "--", "touch", second) })
+	eventually(t, "the second locker queued", func() error { return lockers(t, l+"/b", 2) })
 	if _, err := os.Stat(second); err == nil {
 		t.Fatal("the second locker ran while the first held the lock")
 	}
@@ -201,16 +206,16 @@ func TestUnicornLock(t *testing.T) {
 	if _, err := os.Stat(second); err != nil {
 		t.Fatal("the second locker did not run")
 	}
-	eventually(t, "the locks released", func() error { return lockers(t, "/tst/locks/b", 0) })
+	eventually(t, "the locks released", func() error { return lockers(t, l+"/b", 0) })
 	// No command: held until interrupted.
 	ctx, cancel := context.WithCancel(t.Context())
 	var r3 result
 	out := newWrites()
-	wg.Go(func() { r3 = toolWith(t, runOpts{ctx: ctx, stdout: out}, "unicorn", "lock", "/tst/locks/c") })
-	if line := <-out; !strings.Contains(line, `"locked": "/tst/locks/c"`) {
+	wg.Go(func() { r3 = toolWith(t, runOpts{ctx: ctx, stdout: out}, "unicorn", "lock", l+"/c") })
+	if line := <-out; !strings.Contains(line, `"locked": "`+l+`/c"`) {
 		t.Errorf("lock without a command printed %q", line)
 	}
-	if err := lockers(t, "/tst/locks/c", 1); err != nil {
+	if err := lockers(t, l+"/c", 1); err != nil {
 		t.Error(err)
 	}
 	cancel()
@@ -218,7 +223,7 @@ func TestUnicornLock(t *testing.T) {
 	if r3.code != 0 {
 		t.Errorf("lock without a command: %d %q", r3.code, r3.err)
 	}
-	eventually(t, "the lock released", func() error { return lockers(t, "/tst/locks/c", 0) })
+	eventually(t, "the lock released", func() error { return lockers(t, l+"/c", 0) })
 	fails(t, exitService, "error [11, 6]", "unicorn", "lock", "bad path", "--", "true")
 }
 
@@ -241,27 +246,28 @@ func lockers(t *testing.T, path string, n int) error {
 
 // TestUnicornEdit: $EDITOR edits a node's value; create if absent, put otherwise.
 func TestUnicornEdit(t *testing.T) {
+	x := uniq("/tst/edit")
 	editor := func(value string) map[string]string {
 		script := filepath.Join(t.TempDir(), "editor")
 		os.WriteFile(script, []byte("#!/bin/sh\nprintf '%s' '"+value+"' > \"$1\"\n"), 0o755)
 		return map[string]string{"EDITOR": script}
 	}
-	if r := toolWith(t, runOpts{env: editor(`{"a": 1}`)}, "unicorn", "edit", "/tst/edit/x"); r.code != 0 {
+	if r := toolWith(t, runOpts{env: editor(`{"a": 1}`)}, "unicorn", "edit", x); r.code != 0 {
 		t.Fatalf("edit (create): %d %s", r.code, r.err)
 	}
 	var got []any
-	okJSON(t, &got, "unicorn", "get", "/tst/edit/x")
+	okJSON(t, &got, "unicorn", "get", x)
 	if !reflect.DeepEqual(got, []any{map[string]any{"a": 1.0}, 0.0}) {
 		t.Errorf("after create: %v", got)
 	}
-	if r := toolWith(t, runOpts{env: editor(`[2]`)}, "unicorn", "edit", "/tst/edit/x"); r.code != 0 {
+	if r := toolWith(t, runOpts{env: editor(`[2]`)}, "unicorn", "edit", x); r.code != 0 {
 		t.Fatalf("edit (put): %d %s", r.code, r.err)
 	}
-	okJSON(t, &got, "unicorn", "get", "/tst/edit/x")
+	okJSON(t, &got, "unicorn", "get", x)
 	if !reflect.DeepEqual(got, []any{[]any{2.0}, 1.0}) {
 		t.Errorf("after put: %v", got)
 	}
-	r := toolWith(t, runOpts{env: editor(`{not json`)}, "unicorn", "edit", "/tst/edit/x")
+	r := toolWith(t, runOpts{env: editor(`{not json`)}, "unicorn", "edit", x)
 	if r.code != exitBadArgs || !strings.Contains(r.err, "is kept in") {
 		t.Errorf("edit to bad JSON: %d %s", r.code, r.err)
 	}
@@ -315,4 +321,12 @@ func TestLogging(t *testing.T) {
 		t.Errorf("list_loggers: %v", loggers)
 	}
 	fails(t, exitService, "error [12, 22]", "logging", "set_filter", "-n", "x", "--filter_def", `["nosuch"]`, "--ttl", "1")
+}
+
+// uniq makes a name of its own for a test's run, so that runs (-count) do not collide
+// on the shared daemon.
+func uniq(prefix string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
 }
