@@ -100,14 +100,14 @@ func (t *tool) locatorConn(ctx context.Context) (*serviceConn, error) {
 }
 
 // conn returns the connection to service name, resolving it through the locator the
-// first time.
+// first time. Calls made at once (info) share it: it is made once, under t.mu.
 func (t *tool) conn(ctx context.Context, name string) (*serviceConn, error) {
 	t.mu.Lock()
-	c := t.conns[name]
-	t.mu.Unlock()
-	if c != nil {
+	defer t.mu.Unlock()
+	if c := t.conns[name]; c != nil {
 		select {
 		case <-c.Done():
+			c.Close()
 		default:
 			return c, nil
 		}
@@ -136,9 +136,7 @@ func (t *tool) conn(ctx context.Context, name string) (*serviceConn, error) {
 	}
 	c.version = version
 	t.logf(2, "connected to %s at %s", name, c.endpoint)
-	t.mu.Lock()
 	t.conns[name] = c
-	t.mu.Unlock()
 	return c, nil
 }
 

@@ -152,15 +152,15 @@ func (k kind) view(x *inv) error {
 	}
 	ctx, cancel := x.t.ctx(0)
 	defer cancel()
-	m, err := k.read(ctx, x.t, name)
+	v, err := x.t.storageObject(ctx, k.collection, name)
 	if err != nil {
 		return err
 	}
 	var tbl *table
-	if k.name != "profile" {
+	if m, ok := jsonable(v).(map[string]any); ok && k.name != "profile" {
 		tbl = tableOf(m, "APP", strings.ToUpper(map[string]string{"runlist": "profile", "group": "weight"}[k.name]))
 	}
-	return x.show(m, tbl)
+	return x.show(v, tbl)
 }
 
 func (k kind) upload(x *inv, opt string) error {

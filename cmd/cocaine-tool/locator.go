@@ -280,12 +280,12 @@ func clusterHosts(x *inv) error {
 	if hosts == nil {
 		hosts = map[string]any{}
 	}
+	// Any value but a false one keeps the IPs, as Python's truth of a click string.
 	keepIPs := false
-	if s := x.str("resolve"); s != "" {
-		keepIPs, _ = strconv.ParseBool(s)
-		if s != "0" && s != "false" && s != "False" {
-			keepIPs = true
-		}
+	switch s := x.str("resolve"); s {
+	case "", "0", "false", "False", "no":
+	default:
+		keepIPs = true
 	}
 	tbl := &table{header: []string{"UUID", "HOST", "PORT"}}
 	for _, id := range sortedKeys(hosts) {

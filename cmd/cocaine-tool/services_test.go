@@ -198,6 +198,8 @@ func TestUnicornLock(t *testing.T) {
 	if _, err := os.Stat(second); err == nil {
 		t.Fatal("the second locker ran while the first held the lock")
 	}
+	// A third one gives up after --timeout, with the reason.
+	fails(t, exitService, "timed out after 300ms (raise it with --timeout)", "unicorn", "lock", l+"/b", "--timeout", "0.3", "--", "touch", second)
 	os.WriteFile(release, nil, 0o644)
 	wg.Wait()
 	if r1.code != 0 || r2.code != 0 {
