@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -202,6 +203,9 @@ func appUpload(x *inv) error {
 		err = x.t.storageWrite(ctx, node.AppsCollection, name, value, appTags)
 		if bar != nil {
 			bar.finish()
+		}
+		if errors.Is(err, rpc.ErrNotConnected) && len(value) > progressFloor {
+			return fmt.Errorf("%w (the node closed the connection: is the archive, %s, over its rpc.max_frame_size, 64 MiB by default?)", err, size(int64(len(value))))
 		}
 		if err != nil {
 			return wrapCtx(ctx, err)

@@ -220,6 +220,12 @@ func TestAppLargeUpload(t *testing.T) {
 	if r.code != 0 || r.err != "" {
 		t.Errorf("upload without a terminal: %d, stderr %q (want nothing)", r.code, r.err)
 	}
+	// Over the node's frame limit (8 MiB in these tests): the node drops the connection,
+	// and the tool says why that may be.
+	huge := make([]byte, 9<<20)
+	rand.Read(huge)
+	hugeDir := appDir(t, echoBinary(t), map[string]string{"huge.bin": string(huge)})
+	fails(t, exitService, "over its rpc.max_frame_size", "app", "upload", hugeDir, "-n", "tst-huge")
 	ok(t, "profile", "upload", "-n", "tst-big", "-r", "{}")
 	ok(t, "app", "start", "-n", "tst-big", "-r", "tst-big")
 	if out := ok(t, "call", "tst-big", "enqueue", "ping", "-w", "big", "--raw"); out != "big" {

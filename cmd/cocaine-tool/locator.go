@@ -10,6 +10,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +71,7 @@ func info(x *inv) error {
 		for _, app := range all {
 			if name == "" {
 				apps = append(apps, app)
-			} else if ok, err := path.Match(name, app); err != nil {
+			} else if ok, err := path.Match(strings.ReplaceAll(name, "[!", "[^"), app); err != nil { // fnmatch's [!x] is [^x]
 				return badf("info: pattern %q: %v", name, err)
 			} else if ok {
 				apps = append(apps, app)

@@ -110,6 +110,7 @@ func startShared() error {
 	cfg.Raft.ElectionTimeout = daemon.Duration(100 * time.Millisecond)
 	cfg.Raft.LeaderLeaseTimeout = daemon.Duration(50 * time.Millisecond)
 	cfg.Node.CgroupRoot = shared.cgroups
+	cfg.RPC.MaxFrameSize = 8 << 20 // so that a test can upload an app over the limit
 	d, err := daemon.New(cfg, slog.New(slog.NewTextHandler(&shared.log, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err
