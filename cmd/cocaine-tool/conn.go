@@ -170,16 +170,27 @@ func dial(ctx context.Context, eps []rpc.Endpoint, graph *rpc.Graph) (*serviceCo
 	return nil, errors.Join(errs...)
 }
 
-// countingConn counts the bytes written to a connection.
+// countingConn counts the bytes written to a connection. Large writes (an app's
+// archive is one frame) go in slices, so that the count moves while they are sent.
 type countingConn struct {
 	net.Conn
 	sent *atomic.Int64
 }
 
+const countSlice = 256 << 10
+
 func (c *countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.sent.Add(int64(n))
-	return n, err
+	total := 0
+	for len(b) > 0 {
+		n, err := c.Conn.Write(b[:min(len(b), countSlice)])
+		total += n
+		c.sent.Add(int64(n))
+		if err != nil {
+			return total, err
+		}
+		b = b[n:]
+	}
+	return total, nil
 }
 
 // call makes a call with a single reply and returns its value's args.

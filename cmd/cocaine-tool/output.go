@@ -339,6 +339,7 @@ type progress struct {
 	sent  func() int64
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	done  bool // set by finish, after the drawing goroutine has stopped
 }
 
 // startProgress starts drawing, every 100 ms, until finish.
@@ -368,13 +369,18 @@ func (p *progress) draw() {
 	if full < width {
 		bar += ">" + strings.Repeat(" ", width-full-1)
 	}
-	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %s/%s", p.label, bar, frac*100, size(n), size(p.total))
+	state := "            " // as wide as the other state, to cover it
+	if !p.done && n >= p.total {
+		state = ", storing..."
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %s/%s%s", p.label, bar, frac*100, size(n), size(p.total), state)
 }
 
 // finish draws the last state and ends the line.
 func (p *progress) finish() {
 	close(p.stop)
 	p.wg.Wait()
+	p.done = true
 	p.draw()
 	fmt.Fprintln(p.w)
 }
