@@ -26,7 +26,8 @@ const uploadFloor = 120 * time.Second
 // progressFloor is the archive size from which an upload draws a progress bar.
 const progressFloor = 1 << 20
 
-var nameOpt = func(what string) option {
+// nameOpt is the -n/--name option of the commands about one object.
+func nameOpt(what string) option {
 	return option{short: "n", long: "name", arg: "NAME", help: what + " name (or the first argument)"}
 }
 

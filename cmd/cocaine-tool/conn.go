@@ -31,7 +31,6 @@ type tool struct {
 type serviceConn struct {
 	*rpc.Conn
 	endpoint rpc.Endpoint
-	version  uint64
 	sent     *atomic.Int64
 }
 
@@ -114,7 +113,6 @@ func (t *tool) conn(ctx context.Context, name string) (*serviceConn, error) {
 	}
 	var eps []rpc.Endpoint
 	graph := rpc.LocatorGraph
-	version := uint64(3)
 	if name == "locator" {
 		eps = []rpc.Endpoint{t.locator}
 	} else {
@@ -123,7 +121,7 @@ func (t *tool) conn(ctx context.Context, name string) (*serviceConn, error) {
 		if err != nil {
 			return nil, wrapCtx(ctx, t.unreachable(err))
 		}
-		eps, graph, version = r.Endpoints, r.Graph, r.Version
+		eps, graph = r.Endpoints, r.Graph
 	}
 	c, err := dial(ctx, eps, graph)
 	if err != nil {
@@ -134,7 +132,6 @@ func (t *tool) conn(ctx context.Context, name string) (*serviceConn, error) {
 		}
 		return nil, wrapCtx(ctx, err)
 	}
-	c.version = version
 	t.logf(2, "connected to %s at %s", name, c.endpoint)
 	t.conns[name] = c
 	return c, nil

@@ -83,12 +83,11 @@ func weight(v any) (uint64, bool) {
 
 // entityCommands are the commands every kind has: list, view, upload (or create),
 // remove, copy, rename, edit.
-func entityCommands(k kind, uploadName string, uploadOpt option, copyShort string) []*command {
+func entityCommands(k kind, uploadName string, uploadOpt option) []*command {
 	n := nameOpt(k.name)
-	copyOpt := option{short: copyShort, long: "copyname", arg: "NEW", help: "the new " + k.name + "'s name"}
-	if copyShort == "" {
-		copyOpt.short = "c" // accepted too: the original's runlist and group use -c
-	}
+	// The original's runlist and group commands take -c; its profile ones only
+	// --copyname, but -c does no harm there.
+	copyOpt := option{short: "c", long: "copyname", arg: "NEW", help: "the new " + k.name + "'s name"}
 	g := k.name
 	return []*command{
 		{name: g + " list", summary: "list the " + k.collection, run: k.list,
@@ -267,12 +266,12 @@ func (k kind) edit(x *inv) error {
 func profileGroup() *group {
 	return &group{name: "profile", summary: "manage profiles (how the node runs an app's pool)",
 		commands: entityCommands(profileKind, "upload",
-			option{short: "r", long: "profile", arg: "FILE|JSON", help: "the profile: a JSON object, inline or in a file"}, "")}
+			option{short: "r", long: "profile", arg: "FILE|JSON", help: "the profile: a JSON object, inline or in a file"})}
 }
 
 func runlistGroup() *group {
 	cmds := entityCommands(runlistKind, "upload",
-		option{long: "runlist", arg: "FILE|JSON", help: "the runlist {app: profile}, inline or in a file"}, "c")
+		option{long: "runlist", arg: "FILE|JSON", help: "the runlist {app: profile}, inline or in a file"})
 	n := nameOpt("runlist")
 	cmds = append(cmds,
 		&command{name: "runlist create", summary: "create an empty runlist", nameArg: true, opts: []option{n},
@@ -374,7 +373,7 @@ func runlistRemoveApp(x *inv) error {
 
 func groupGroup() *group {
 	cmds := entityCommands(groupKind, "create",
-		option{short: "c", long: "content", arg: "FILE|JSON", help: "the group {app: weight}, inline or in a file"}, "c")
+		option{short: "c", long: "content", arg: "FILE|JSON", help: "the group {app: weight}, inline or in a file"})
 	// create's -c is --content; copy's and rename's is --copyname, as in the original.
 	n := nameOpt("group")
 	cmds = append(cmds,

@@ -283,14 +283,14 @@ func tableOf(v any, header ...string) *table {
 		for _, k := range keys {
 			row := []any{k}
 			m, ok := x[k].(map[string]any)
-			for _, c := range cols {
-				if ok {
-					row = append(row, m[c])
-				} else if c == cols[0] {
-					row = append(row, x[k])
-				} else {
-					row = append(row, nil)
+			if !ok { // not a map among maps: the value itself, in the first column
+				m = map[string]any{}
+				if len(cols) > 0 {
+					m[cols[0]] = x[k]
 				}
+			}
+			for _, c := range cols {
+				row = append(row, m[c])
 			}
 			t.add(row...)
 		}
