@@ -101,7 +101,11 @@ func TestAppLifecycle(t *testing.T) {
 	if s, _ := info.Apps["tst-nosuch"].(string); !strings.Contains(s, "[12, 22]") {
 		t.Errorf("info of an unknown app: %v", info.Apps)
 	}
-	okJSON(t, &info, "info", "-b", "-n", "tst-echo", "-w")
+	okJSON(t, &info, "info", "-n", "tst-echo", "-w", "-m")
+	if a := info.Apps["tst-echo"].(map[string]any); !reflect.DeepEqual(a["manifest"], map[string]any{"slave": "echo"}) {
+		t.Errorf("info -m: %v", a["manifest"])
+	}
+	okJSON(t, &info, "i", "-b", "-n", "tst-echo", "-w")
 	if a := info.Apps["tst-echo"].(map[string]any); a["state"] != "running" || a["pool"] != nil {
 		t.Errorf("info -b: %v", a)
 	}
@@ -305,6 +309,21 @@ func TestEntities(t *testing.T) {
 	}
 	fails(t, exitService, `runlist "tst-rl3" is missing`, "runlist", "remove-app", "-n", "tst-rl3", "--app", "a")
 	ok(t, "runlist", "upload", "-n", "tst-rl", "--runlist", `{"x": "y"}`)
+	sedEditor := func(expr string) map[string]string {
+		p := filepath.Join(t.TempDir(), "editor")
+		os.WriteFile(p, []byte("#!/bin/sh\nsed -i '"+expr+"' \"$1\"\n"), 0o755)
+		return map[string]string{"EDITOR": p}
+	}
+	if r := toolWith(t, runOpts{env: sedEditor(`s/"y"/"z"/`)}, "runlist", "edit", "-n", "tst-rl"); r.code != 0 {
+		t.Fatalf("runlist edit: %d %s", r.code, r.err)
+	}
+	okJSON(t, &rl, "runlist", "view", "-n", "tst-rl")
+	if !reflect.DeepEqual(rl, map[string]any{"x": "z"}) {
+		t.Errorf("runlist after edit: %v", rl)
+	}
+	if r := toolWith(t, runOpts{env: sedEditor(`s/x/x/`)}, "runlist", "edit", "-n", "tst-rl"); r.code != 0 || !strings.Contains(r.err, "nothing changed") {
+		t.Errorf("an edit that changes nothing: %d %s", r.code, r.err)
+	}
 	ok(t, "runlist", "copy", "-n", "tst-rl", "-c", "tst-rl4")
 	ok(t, "runlist", "rename", "-n", "tst-rl4", "-c", "tst-rl5")
 	okJSON(t, &names, "runlist", "list")
@@ -323,6 +342,17 @@ func TestEntities(t *testing.T) {
 	if !reflect.DeepEqual(g, map[string]any{"tst-b": 3.0, "tst-c": 4.0}) {
 		t.Errorf("group view %v", g)
 	}
+	if r := toolWith(t, runOpts{env: sedEditor(`s/"tst-c": 4/"tst-c": 1/`)}, "group", "edit", "-n", "tst-g"); r.code != 0 {
+		t.Fatalf("group edit: %d %s", r.code, r.err)
+	}
+	okJSON(t, &g, "group", "view", "-n", "tst-g")
+	if !reflect.DeepEqual(g, map[string]any{"tst-b": 3.0, "tst-c": 1.0}) {
+		t.Errorf("group after edit: %v", g)
+	}
+	if r := toolWith(t, runOpts{env: sedEditor(`s/: 1/: -1/`)}, "group", "edit", "-n", "tst-g"); r.code != exitBadArgs || !strings.Contains(r.err, "non-negative integer") {
+		t.Errorf("an edit to a bad weight: %d %s", r.code, r.err)
+	}
+	ok(t, "group", "push", "-n", "tst-g", "--app", "tst-c", "-w", "4")
 	ok(t, "group", "refresh", "-n", "tst-g")
 	ok(t, "group", "refresh")
 	var routes map[string]map[string]float64

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,10 +236,13 @@ func ok(t *testing.T, args ...string) string {
 	return r.out
 }
 
-// okJSON runs the tool and decodes its JSON output into v.
+// okJSON runs the tool and decodes its JSON output into v, which it first zeroes
+// (json.Unmarshal would merge into a map left from an earlier call).
 func okJSON(t *testing.T, v any, args ...string) {
 	t.Helper()
 	out := ok(t, args...)
+	p := reflect.ValueOf(v).Elem()
+	p.Set(reflect.Zero(p.Type()))
 	if err := json.Unmarshal([]byte(out), v); err != nil {
 		t.Fatalf("cocaine-tool %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, out)
 	}

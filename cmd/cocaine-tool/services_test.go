@@ -280,6 +280,8 @@ func TestLogging(t *testing.T) {
 	var id, cid json.Number // ids are 64-bit
 	okJSON(t, &id, "logging", "set_filter", "-n", "tst/local", "--filter_def", `["severity", 2]`, "--ttl", "600")
 	okJSON(t, &cid, "logs", "set", "-n", "tst/cluster", "--filter-def", `["e", "trace"]`, "--ttl", "600", "--cluster")
+	var cid2 json.Number
+	okJSON(t, &cid2, "logging", "set_cluster_filter", "-n", "tst/cluster2", "--filter_def", `["severity", 3]`, "--ttl", "60")
 	var list map[string][]map[string]any
 	eventually(t, "both filters listed", func() error {
 		r := ct(t, "logging", "list_filters")
@@ -289,7 +291,7 @@ func TestLogging(t *testing.T) {
 		if err := d.Decode(&list); err != nil {
 			return fmt.Errorf("%v: %s %s", err, r.out, r.err)
 		}
-		if len(list["tst/local"]) != 1 || len(list["tst/cluster"]) != 1 {
+		if len(list["tst/local"]) != 1 || len(list["tst/cluster"]) != 1 || len(list["tst/cluster2"]) != 1 {
 			return fmt.Errorf("filters: %v", list)
 		}
 		return nil
@@ -313,6 +315,10 @@ func TestLogging(t *testing.T) {
 		t.Error("remove_filter of a filter that exists said false")
 	}
 	okJSON(t, &removed, "logs", "remove", cid.String())
+	okJSON(t, &removed, "logging", "remove-filter", "--filter_id", cid2.String())
+	if !removed {
+		t.Error("remove of a cluster filter said false")
+	}
 	okJSON(t, &removed, "logging", "remove_filter", "-i", id.String())
 	if removed {
 		t.Error("remove_filter of a removed filter said true")
