@@ -19,7 +19,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -68,8 +67,10 @@ func main() {
 }
 
 // services keeps one connection per service, made on first use and shared by every
-// request (a connection carries many calls at once); a connection that fails is dropped
-// and made again by the next request.
+// request (a connection carries many calls at once). After a failed call the connection
+// is dropped and the next request makes a new one: the framework's errors do not tell a
+// lost connection from an error reply (a missing key) without importing the wire
+// package, and a fresh connection is cheap.
 type services struct {
 	locator []string
 
@@ -108,8 +109,7 @@ func (s *services) close() {
 	}
 }
 
-// call makes one call with a single reply and scans its arguments into dst. An error
-// reply (a missing key, say) leaves the connection alone; any other failure drops it.
+// call makes one call with a single reply and scans its arguments into dst.
 func (s *services) call(ctx context.Context, service, method string, dst []any, args ...any) error {
 	c, err := s.get(ctx, service)
 	if err != nil {
@@ -122,10 +122,7 @@ func (s *services) call(ctx context.Context, service, method string, dst []any, 
 			return r.Scan(dst...)
 		}
 	}
-	var remote interface{ Is(error) bool } // a service's error reply: *rpc.Error
-	if !errors.As(err, &remote) {
-		s.drop(service, c)
-	}
+	s.drop(service, c)
 	return fmt.Errorf("%s.%s: %w", service, method, err)
 }
 
