@@ -305,15 +305,22 @@ func commandHelp(w io.Writer, c *command) {
 func groupHelp(w io.Writer, g *group) {
 	fmt.Fprintf(w, "usage: cocaine-tool %s <command> [arguments] [options]\n\n", g.name)
 	fmt.Fprintf(w, "%s%s.\n\ncommands:\n", strings.ToUpper(g.summary[:1]), g.summary[1:])
-	width := 0
+	label := func(c *command) string {
+		s := c.name[len(g.name)+1:]
+		if len(c.aliases) > 0 {
+			s += " (" + strings.Join(c.aliases, ", ") + ")"
+		}
+		return strings.TrimSpace(s + " " + c.args)
+	}
+	width := len("(none)")
 	for _, c := range g.commands {
-		width = max(width, len(c.name)-len(g.name)-1+len(c.args)+1)
+		width = max(width, len(label(c)))
 	}
 	if g.def != nil {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, "(none) "+g.def.args, g.def.summary)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, "(none)", g.def.summary)
 	}
 	for _, c := range g.commands {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, strings.TrimSpace(c.name[len(g.name)+1:]+" "+c.args), c.summary)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, label(c), c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'cocaine-tool %s <command> --help' for a command's options and an example.\n", g.name)
 }
