@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"syscall"
 )
 
@@ -100,10 +101,21 @@ type ErrorCode struct {
 func (t ErrorTable) Wire(err error) *Error {
 	for _, c := range t {
 		if errors.Is(err, c.Err) {
-			return &Error{Category: c.Category, Code: c.Code, Message: err.Error()}
+			return &Error{Category: c.Category, Code: c.Code, Message: wireMessage(err)}
 		}
 	}
 	return WireError(err)
+}
+
+// wireMessage is err's text for the wire: an *Error inside it loses its own
+// "[category:code]" suffix there, since the code travels beside the message and would
+// read twice.
+func wireMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return strings.Replace(err.Error(), e.Error(), e.Message, 1)
+	}
+	return err.Error()
 }
 
 // WireError converts any error into the form it takes on the wire:
@@ -120,11 +132,7 @@ func WireError(err error) *Error {
 	}
 	var e *Error
 	if errors.As(err, &e) {
-		msg := err.Error()
-		if err == error(e) {
-			msg = e.Message
-		}
-		return &Error{Category: e.Category, Code: e.Code, Message: msg}
+		return &Error{Category: e.Category, Code: e.Code, Message: wireMessage(err)}
 	}
 	var errno syscall.Errno
 	switch {

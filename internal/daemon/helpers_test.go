@@ -195,6 +195,21 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	}
 }
 
+// settledGoroutines returns the number of goroutines once it has stayed the same over
+// ten samples 20ms apart (or after five seconds).
+func settledGoroutines() int {
+	n, same := runtime.NumGoroutine(), 0
+	for i := 0; i < 250 && same < 10; i++ {
+		time.Sleep(20 * time.Millisecond)
+		if m := runtime.NumGoroutine(); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
+	}
+	return n
+}
+
 // noGoroutineLeak fails the test unless the number of goroutines comes back down to
 // before, and shows the goroutines that are left.
 func noGoroutineLeak(t *testing.T, before int) {

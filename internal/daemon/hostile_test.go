@@ -194,7 +194,9 @@ func TestManyConnectionsDropped(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	before := runtime.NumGoroutine()
+	// The node's background work (watches opened once the cluster has a leader, say)
+	// may still be starting: count once the number has settled.
+	before := settledGoroutines()
 	payloads := [][]byte{
 		nil,
 		{0x94, 0x01},
