@@ -34,6 +34,7 @@ import (
 
 	"github.com/cocaine/cocaine/locator"
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/process"
 	"github.com/cocaine/cocaine/raft"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services"
@@ -240,6 +241,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Runs after every service stopped (defers run last in, first out): the workers are
+	// gone, so the node's class groups are empty.
+	defer process.RemoveHierarchy(d.nodeCgroupRoot())
 	all := []*service{
 		{name: locator.Name, svc: loc},
 		{name: logging.Name, svc: lg},

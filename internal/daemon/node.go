@@ -29,9 +29,7 @@ func (d *Daemon) newNode(backend storage.Backend, reg *locator.Registry, lg *log
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = filepath.Join(d.cfg.DataDir, "spool")
 	}
-	if cfg.CgroupRoot == "" {
-		cfg.CgroupRoot = DefaultCgroupRoot
-	}
+	cfg.CgroupRoot = d.nodeCgroupRoot()
 	return node.New(cfg, node.Deps{
 		Storage:   nodeStorage{backend},
 		Publisher: nodePublisher{reg},
@@ -41,6 +39,14 @@ func (d *Daemon) newNode(backend storage.Backend, reg *locator.Registry, lg *log
 		Isolates:  process.Factories(process.Options{Root: cfg.CgroupRoot, Log: d.log}),
 		Log:       d.log,
 	})
+}
+
+// nodeCgroupRoot is the node's cgroup hierarchy: node.cgroup_root or DefaultCgroupRoot.
+func (d *Daemon) nodeCgroupRoot() string {
+	if d.cfg.Node.CgroupRoot != "" {
+		return d.cfg.Node.CgroupRoot
+	}
+	return DefaultCgroupRoot
 }
 
 // listenApp opens an app's service port by the same rules as the built-in services.

@@ -97,9 +97,13 @@ func removeCgroupRoot(t *testing.T, root string) {
 					os.Remove(dir)
 				}
 			}
-			os.Remove(filepath.Join(base, cl.Name()))
+			if err := os.Remove(filepath.Join(base, cl.Name())); err == nil {
+				t.Errorf("class cgroup left behind by a stopped node: %s", filepath.Join(base, cl.Name()))
+			}
 		}
-		os.Remove(base)
+		if err := os.Remove(base); err == nil {
+			t.Errorf("cgroup root left behind by a stopped node: %s", base)
+		}
 	}
 }
 
