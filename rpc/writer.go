@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"io"
+	"runtime"
 	"sync"
 )
 
@@ -74,6 +75,10 @@ func (w *writer) loop(done <-chan struct{}) error {
 			w.flush()
 			return nil
 		}
+		// Let the goroutines that are about to queue frames too (many streams woken by
+		// one event, many replies of one batch) do so first: one write then carries them
+		// all instead of one write each.
+		runtime.Gosched()
 		if err := w.flush(); err != nil {
 			return err
 		}
