@@ -1,0 +1,257 @@
+//go:build linux
+
+package runc
+
+import (
+	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cocaine/cocaine/node"
+)
+
+func TestMain(m *testing.M) {
+	Init() // the test binary is the containers' init too
+	os.Exit(m.Run())
+}
+
+// needRoot skips tests that start containers where they cannot run.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("containers need root")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+			t.Skip("needs cgroups (v1 memory controller or v2)")
+		}
+	}
+}
+
+// busybox is Debian's busybox-static, the base layer of the tests' containers.
+func busybox(t testing.TB) string {
+	t.Helper()
+	const path = "/bin/busybox"
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Skipf("needs Debian's busybox-static at %s (scripts/test installs it): %v", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Skipf("%s is dynamically linked: the tests need Debian's busybox-static", path)
+		}
+	}
+	return path
+}
+
+// applets are the busybox commands the test base layer links.
+var applets = []string{"sh", "cat", "echo", "ls", "touch", "sleep", "grep", "dd", "nc", "head", "id", "hostname", "wc", "true", "yes", "seq"}
+
+// makeBases builds a bases directory with a "busybox" base: /bin/busybox and links.
+func makeBases(t testing.TB) string {
+	t.Helper()
+	bb := busybox(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "busybox", "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range applets {
+		if err := os.Symlink("busybox", filepath.Join(bin, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// testRoot is a cgroup root of the test's own, removed by name in every hierarchy when
+// the test ends, also after a failure.
+func testRoot(t testing.TB) string {
+	var b [4]byte
+	rand.Read(b[:])
+	root := "/cocaine-runc-test-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		for _, hier := range hierarchies() {
+			dir := filepath.Join(hier, root)
+			if _, err := os.Stat(dir); err != nil {
+				continue
+			}
+			groups, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+			for _, g := range groups {
+				if fi, err := os.Stat(g); err == nil && fi.IsDir() {
+					t.Errorf("container cgroup left behind: %s", g)
+					removeGroup(g)
+				}
+			}
+			removeClassGroups(root)
+		}
+	})
+	return root
+}
+
+// testHost runs a Host over a fresh state directory until the test ends, then checks
+// that it left nothing: no mounts under its state directory, no container state.
+func testHost(t *testing.T, cfg Config, adjust func(*Host)) *Host {
+	t.Helper()
+	needRoot(t)
+	state := t.TempDir()
+	if cfg.StateDir == "" {
+		cfg.StateDir = state
+	}
+	if cfg.BasesDir == "" {
+		cfg.BasesDir = makeBases(t)
+	}
+	root := testRoot(t)
+	h, err := New(Options{Config: cfg, CgroupRoot: root, Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adjust != nil {
+		adjust(h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1) // Run's result
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("the host did not stop")
+		}
+		unmountUnder(cfg.StateDir)
+		if ents, _ := os.ReadDir(filepath.Join(cfg.StateDir, "containers")); len(ents) > 0 {
+			t.Errorf("container state left behind: %v", ents)
+		}
+	})
+	<-h.Ready()
+	return h
+}
+
+// isolate builds the host's isolate for args, failing the test on error.
+func isolate(t *testing.T, h *Host, args map[string]any) node.Isolate {
+	t.Helper()
+	iso, err := h.Factory().New(args)
+	if err != nil {
+		t.Fatalf("isolate %v: %v", args, err)
+	}
+	return iso
+}
+
+// lines collects a container's output and lets a test wait for a line.
+type lines struct {
+	mu   sync.Mutex
+	all  []string
+	part string
+	more chan struct{}
+}
+
+func newLines() *lines { return &lines{more: make(chan struct{}, 1)} } // a wake-up: one pending is enough
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	s := l.part + string(p)
+	parts := strings.Split(s, "\n")
+	l.all = append(l.all, parts[:len(parts)-1]...)
+	l.part = parts[len(parts)-1]
+	l.mu.Unlock()
+	select {
+	case l.more <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (l *lines) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.all, "\n")
+}
+
+// wait blocks until a line equals want.
+func (l *lines) wait(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		l.mu.Lock()
+		for _, s := range l.all {
+			if s == want {
+				l.mu.Unlock()
+				return
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.more:
+		case <-deadline:
+			t.Fatalf("no line %q in the output:\n%s", want, l.text())
+		}
+	}
+}
+
+// spawn runs a busybox shell script in a container of iso. The script sees the worker
+// arguments as $0 $1 ... (--endpoint and the socket path among them).
+func spawn(t *testing.T, iso node.Isolate, app, script string) (node.Process, *lines) {
+	t.Helper()
+	dir := t.TempDir() // the app's files: none
+	sock := filepath.Join(t.TempDir(), app+".sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := newLines()
+	var b [8]byte
+	rand.Read(b[:])
+	p, err := iso.Spawn(context.Background(), node.SpawnSpec{
+		App: app, UUID: hex.EncodeToString(b[:]), Dir: dir, Executable: "/bin/sh",
+		Args:   []string{"-c", script, "--endpoint", sock},
+		AppEnv: []string{"GREETING=hi"}, Env: append(os.Environ(), "GREETING=hi"), Output: out,
+	})
+	if err != nil {
+		t.Fatalf("spawn: %v", err)
+	}
+	t.Cleanup(p.Kill)
+	return p, out
+}
+
+// waitExit waits for p with a bound.
+func waitExit(t *testing.T, p node.Process) error {
+	t.Helper()
+	errc := make(chan error, 1) // Wait's result
+	go func() { errc <- p.Wait() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(30 * time.Second):
+		p.Kill()
+		t.Fatal("the container did not exit")
+		return nil
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
