@@ -107,12 +107,12 @@ func assertGone(t *testing.T, h *Host, c *container) {
 // TestContainerExit: exit statuses and OOM kills are reported.
 func TestContainerExit(t *testing.T) {
 	h := testHost(t, Config{}, nil)
-	iso := isolate(t, h, map[string]any{"base": "busybox", "memory_limit": uint64(16 << 20)})
+	iso := isolate(t, h, map[string]any{"base": "busybox", "memory_limit": uint64(64 << 20)})
 	for _, tc := range []struct{ script, want string }{
 		{"exit 0", ""},
 		{"exit 3", "exited with status 3"},
 		// dd's buffer alone is twice the limit.
-		{"exec dd if=/dev/zero of=/dev/null bs=32M count=1", "was killed by the OOM killer (memory limit 16777216 bytes)"},
+		{"exec dd if=/dev/zero of=/dev/null bs=128M count=1", "was killed by the OOM killer (memory limit 67108864 bytes)"},
 	} {
 		p, out := spawn(t, iso, "exit-app", tc.script)
 		err := waitExit(t, p)
