@@ -314,6 +314,7 @@ func (s *Shaper) Ceiling(dir int) (ceil, prodRate uint64) {
 
 // ClassStat is one HTB class's counters.
 type ClassStat struct {
+	Minor          uint32 // the class is 1:<Minor>
 	Bytes, Packets uint64
 	Rate, Ceil     uint64 // bytes per second
 }
@@ -330,7 +331,7 @@ func (s *Shaper) Class(p *Port, dir int) (ClassStat, error) {
 		return ClassStat{}, err
 	}
 	c := cs[p.minor()]
-	return ClassStat{Bytes: c.bytes, Packets: c.packets, Rate: c.rate, Ceil: c.ceil}, nil
+	return ClassStat{Minor: p.minor(), Bytes: c.bytes, Packets: c.packets, Rate: c.rate, Ceil: c.ceil}, nil
 }
 
 // Close removes everything Setup and Attach created: the ports left, the filters,

@@ -160,10 +160,9 @@ func classBytes(t *tc.Tc, ifindex uint32) (map[uint32]classCounter, error) {
 		}
 		_, minor := core.SplitHandle(o.Handle)
 		var c classCounter
-		switch {
-		case o.Stats2 != nil:
-			c.bytes, c.packets = o.Stats2.Bytes, uint64(o.Stats2.Packets)
-		case o.Stats != nil:
+		// TCA_STATS, the flat compat struct: go-tc reads the nested TCA_STATS2 as if
+		// it were flat, so its Stats2 is garbage.
+		if o.Stats != nil {
 			c.bytes, c.packets = o.Stats.Bytes, uint64(o.Stats.Packets)
 		}
 		if o.Htb != nil && o.Htb.Parms != nil {

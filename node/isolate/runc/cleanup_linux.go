@@ -28,7 +28,7 @@ func (h *Host) removeStale() {
 	for _, e := range ents {
 		c, err := libcontainer.Load(h.containersDir(), e.Name())
 		if err == nil {
-			err = c.Destroy()
+			err = destroy(c)
 		}
 		if err != nil {
 			h.log.Warn("removing a stale container failed", "container", e.Name(), "err", err)
@@ -47,6 +47,20 @@ func (h *Host) removeStale() {
 		h.log.Info("removing a stale container cgroup", "cgroup", dir)
 		removeGroup(dir)
 	}
+}
+
+// destroy kills a container left running and removes it: Destroy refuses a running
+// one. SIGKILL to its init ends its PID namespace; the init is no child of ours, so its
+// state is polled until the kernel has reaped it.
+func destroy(c *libcontainer.Container) error {
+	c.Signal(unix.SIGKILL)
+	for range 200 { // two seconds at most
+		if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c.Destroy()
 }
 
 // unmountUnder detaches every mount below dir, deepest first.

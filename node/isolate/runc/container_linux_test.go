@@ -56,7 +56,7 @@ exec sleep 600`
 			}
 		}
 	}
-	c := p.(*container)
+	c := p.container
 	group := c.Cgroup()
 	if want := filepath.Join(h.opts.CgroupRoot, "prod", c.id); group != want {
 		t.Fatalf("cgroup %s, want %s", group, want)
@@ -79,7 +79,7 @@ exec sleep 600`
 		t.Errorf("cgroup.procs = %q, want the worker %d alone", procs, p.Pid())
 	}
 	p.Kill()
-	err := waitExit(t, p)
+	err := p.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "killed by signal 9") {
 		t.Fatalf("exit: %v, want killed by signal 9", err)
 	}
@@ -115,7 +115,7 @@ func TestContainerExit(t *testing.T) {
 		{"exec dd if=/dev/zero of=/dev/null bs=128M count=1", "was killed by the OOM killer (memory limit 67108864 bytes)"},
 	} {
 		p, out := spawn(t, iso, "exit-app", tc.script)
-		err := waitExit(t, p)
+		err := p.wait(t)
 		got := ""
 		if err != nil {
 			got = err.Error()
@@ -123,7 +123,7 @@ func TestContainerExit(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%q: %q, want %q (output: %s)", tc.script, got, tc.want, out.text())
 		}
-		assertGone(t, h, p.(*container))
+		assertGone(t, h, p.container)
 	}
 }
 
@@ -143,7 +143,7 @@ func TestClasses(t *testing.T) {
 			iso := isolate(t, h, map[string]any{"base": "busybox", "class": tc.class, "cores": 0.5})
 			p, out := spawn(t, iso, "cls", "echo ready; exec sleep 600")
 			out.wait(t, "ready")
-			c := p.(*container)
+			c := p.container
 			for f, want := range tc.files {
 				if got := readFile(t, filepath.Join("/sys/fs/cgroup/cpu", c.cgroup, f)); got != want {
 					t.Errorf("%s = %s, want %s", f, got, want)
@@ -157,7 +157,7 @@ func TestClasses(t *testing.T) {
 				t.Errorf("policy %d, want %d", attr.Policy, tc.policy)
 			}
 			p.Kill()
-			waitExit(t, p)
+			p.wait(t)
 			assertGone(t, h, c)
 		})
 	}

@@ -21,6 +21,9 @@ import (
 
 func TestMain(m *testing.M) {
 	Init() // the test binary is the containers' init too
+	if os.Getenv(staleHelperEnv) != "" {
+		staleHelper() // TestStaleCleanup's daemon, killed by the test
+	}
 	os.Exit(m.Run())
 }
 
@@ -106,6 +109,19 @@ func testRoot(t testing.TB) string {
 	return root
 }
 
+// h0root is the cgroup root of a test's hosts: one of its own, shared by every host of
+// the test (TestStaleCleanup's two daemons).
+func h0root(t testing.TB, cfg Config) string {
+	if r, ok := roots[cfg.StateDir]; ok {
+		return r
+	}
+	r := testRoot(t)
+	roots[cfg.StateDir] = r
+	return r
+}
+
+var roots = map[string]string{}
+
 // testHost runs a Host over a fresh state directory until the test ends, then checks
 // that it left nothing: no mounts under its state directory, no container state.
 func testHost(t *testing.T, cfg Config, adjust func(*Host)) *Host {
@@ -118,7 +134,7 @@ func testHost(t *testing.T, cfg Config, adjust func(*Host)) *Host {
 	if cfg.BasesDir == "" {
 		cfg.BasesDir = makeBases(t)
 	}
-	root := testRoot(t)
+	root := h0root(t, cfg)
 	h, err := New(Options{Config: cfg, CgroupRoot: root, Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -206,9 +222,31 @@ func (l *lines) wait(t *testing.T, want string) {
 	}
 }
 
+// proc is a test's container, waited for once: by the test or by its cleanup.
+type proc struct {
+	*container
+	once sync.Once
+	err  error
+}
+
+// wait waits for the container with a bound.
+func (p *proc) wait(t *testing.T) error {
+	t.Helper()
+	done := make(chan struct{})
+	go p.once.Do(func() { p.err = p.container.Wait(); close(done) })
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		p.Kill()
+		t.Fatal("the container did not exit")
+	}
+	return p.err
+}
+
 // spawn runs a busybox shell script in a container of iso. The script sees the worker
-// arguments as $0 $1 ... (--endpoint and the socket path among them).
-func spawn(t *testing.T, iso node.Isolate, app, script string) (node.Process, *lines) {
+// arguments as $0 $1 ... (--endpoint and the socket path among them). The container is
+// killed and waited for when the test ends, also after a failure.
+func spawn(t *testing.T, iso node.Isolate, app, script string) (*proc, *lines) {
 	t.Helper()
 	dir := t.TempDir() // the app's files: none
 	sock := filepath.Join(t.TempDir(), app+".sock")
@@ -220,7 +258,7 @@ func spawn(t *testing.T, iso node.Isolate, app, script string) (node.Process, *l
 	out := newLines()
 	var b [8]byte
 	rand.Read(b[:])
-	p, err := iso.Spawn(context.Background(), node.SpawnSpec{
+	np, err := iso.Spawn(context.Background(), node.SpawnSpec{
 		App: app, UUID: hex.EncodeToString(b[:]), Dir: dir, Executable: "/bin/sh",
 		Args:   []string{"-c", script, "--endpoint", sock},
 		AppEnv: []string{"GREETING=hi"}, Env: append(os.Environ(), "GREETING=hi"), Output: out,
@@ -228,23 +266,12 @@ func spawn(t *testing.T, iso node.Isolate, app, script string) (node.Process, *l
 	if err != nil {
 		t.Fatalf("spawn: %v", err)
 	}
-	t.Cleanup(p.Kill)
-	return p, out
-}
-
-// waitExit waits for p with a bound.
-func waitExit(t *testing.T, p node.Process) error {
-	t.Helper()
-	errc := make(chan error, 1) // Wait's result
-	go func() { errc <- p.Wait() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-time.After(30 * time.Second):
+	p := &proc{container: np.(*container)}
+	t.Cleanup(func() {
 		p.Kill()
-		t.Fatal("the container did not exit")
-		return nil
-	}
+		p.once.Do(func() { p.err = p.container.Wait() })
+	})
+	return p, out
 }
 
 func readFile(t *testing.T, path string) string {

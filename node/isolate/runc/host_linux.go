@@ -164,7 +164,12 @@ func (h *Host) shutdown() {
 		for _, c := range left {
 			c.Kill()
 		}
-		<-done // their Wait releases them, and the node waits for each
+		t.Reset(stopGrace)
+		select {
+		case <-done: // their Wait released them
+		case <-t.C:
+			h.log.Error("containers not waited for after their kill: the next start removes them", "count", len(left))
+		}
 	}
 	if h.shaper != nil {
 		if err := h.shaper.Close(); err != nil {
