@@ -125,6 +125,13 @@ func (s *Shaper) plugLocked(p *Port) error {
 	if err := s.nl.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("bring %s up: %w", p.Veth(), err)
 	}
+	hl, err := s.nl.LinkByName(p.Veth())
+	if err != nil {
+		return fmt.Errorf("veth %s: %w", p.Veth(), err)
+	}
+	if err := s.redirectLocked(uint32(hl.Attrs().Index)); err != nil {
+		return fmt.Errorf("veth %s: %w", p.Veth(), err)
+	}
 	h, err := netlink.NewHandleAt(cns)
 	if err != nil {
 		return err

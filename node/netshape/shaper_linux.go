@@ -21,10 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Directions, from the containers' point of view. Traffic from the containers enters
-// the bridge (its ingress, redirected to the IFB, whose HTB shapes it, classified by
-// source address); traffic to them leaves through the bridge (its egress HTB,
-// classified by destination address).
+// Directions, from the containers' point of view. Traffic from a container arrives at
+// the host end of its veth (its ingress, redirected to the IFB, whose HTB shapes it,
+// classified by source address); traffic to the containers leaves through the bridge
+// (its egress HTB, classified by destination address).
 const (
 	Egress  = 0 // from the containers: the IFB's HTB
 	Ingress = 1 // to the containers: the bridge's HTB
@@ -153,14 +153,6 @@ func (s *Shaper) Setup() (err error) {
 	}
 	s.removeStaleLocked()
 
-	// veth: probe with a pair of our own, so that a missing driver fails here rather
-	// than at the first container.
-	probe := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: s.vethPrefix() + "pa"}, PeerName: s.vethPrefix() + "pb"}
-	if err := s.nl.LinkAdd(probe); err != nil {
-		return feature("veth", "CONFIG_VETH", err)
-	}
-	s.nl.LinkDel(probe)
-
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: s.cfg.Bridge, TxQLen: 1000}}
 	if err := s.nl.LinkAdd(br); err != nil {
 		return feature("bridge "+s.cfg.Bridge, "CONFIG_BRIDGE", err)
@@ -203,11 +195,8 @@ func (s *Shaper) Setup() (err error) {
 		s.ceil[d] = s.link
 		s.seen[d] = map[uint32]uint64{}
 	}
-	if err := s.tc.Qdisc().Add(ingressQdisc(uint32(s.bridgeIndex))); err != nil {
-		return feature("ingress qdisc on "+s.cfg.Bridge, "CONFIG_NET_SCH_INGRESS", err)
-	}
-	if err := s.tc.Filter().Add(mirredFilter(uint32(s.bridgeIndex), s.dev[Egress])); err != nil {
-		return feature("u32 classifier with the mirred action (redirect to "+s.ifbName()+")", "CONFIG_NET_CLS_U32, CONFIG_NET_ACT_MIRRED", err)
+	if err := s.probeLocked(); err != nil {
+		return err
 	}
 	if err := s.forwardLocked(); err != nil {
 		return err
@@ -224,6 +213,36 @@ func (s *Shaper) Setup() (err error) {
 }
 
 func rootHandle() uint32 { return 1<<16 | rootMinor }
+
+// probeLocked makes a veth pair of its own with the ingress redirect every container's
+// veth gets, so that a kernel without veth, the ingress qdisc, u32 or mirred fails
+// Setup rather than the first container.
+func (s *Shaper) probeLocked() error {
+	probe := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: s.vethPrefix() + "pa"}, PeerName: s.vethPrefix() + "pb"}
+	if err := s.nl.LinkAdd(probe); err != nil {
+		return feature("veth", "CONFIG_VETH", err)
+	}
+	defer s.nl.LinkDel(probe)
+	l, err := s.nl.LinkByName(probe.Name)
+	if err != nil {
+		return fmt.Errorf("netshape: %s: %w", probe.Name, err)
+	}
+	return s.redirectLocked(uint32(l.Attrs().Index))
+}
+
+// redirectLocked sends what arrives at a container's veth (what the container sends)
+// through the IFB, whose HTB shapes it. The redirect sits on each veth rather than on
+// the bridge: packets redirected from the bridge's own ingress come back from the IFB
+// unseen by NAT, while those from a port pass the bridge and the stack as usual.
+func (s *Shaper) redirectLocked(veth uint32) error {
+	if err := s.tc.Qdisc().Add(ingressQdisc(veth)); err != nil {
+		return feature("ingress qdisc", "CONFIG_NET_SCH_INGRESS", err)
+	}
+	if err := s.tc.Filter().Add(mirredFilter(veth, s.dev[Egress])); err != nil {
+		return feature("u32 classifier with the mirred action (redirect to "+s.ifbName()+")", "CONFIG_NET_CLS_U32, CONFIG_NET_ACT_MIRRED", err)
+	}
+	return nil
+}
 
 // ErrMissingFeature: the kernel lacks something container networking needs.
 var ErrMissingFeature = errors.New("netshape: the kernel lacks a feature container networking needs")
@@ -380,25 +399,21 @@ func (s *Shaper) teardownLocked() error {
 }
 
 // removeStaleLocked deletes, by name, what a shaper with this tag and bridge may have
-// left: the bridge's ingress qdisc first (a redirect to a missing IFB logs kernel
-// errors), the IFB, the bridge (which takes its HTB along), the veths, the containers'
-// namespaces and the NAT rules.
+// left: the veths first (a redirect to a missing IFB logs kernel errors), the IFB, the
+// bridge (which takes its HTB along), the containers' namespaces and the NAT rules.
 func (s *Shaper) removeStaleLocked() {
-	if br, err := s.nl.LinkByName(s.cfg.Bridge); err == nil {
-		s.tc.Qdisc().Delete(ingressQdisc(uint32(br.Attrs().Index)))
-		if ifb, err := s.nl.LinkByName(s.ifbName()); err == nil {
-			s.nl.LinkDel(ifb)
-		}
-		s.nl.LinkDel(br)
-	} else if ifb, err := s.nl.LinkByName(s.ifbName()); err == nil {
-		s.nl.LinkDel(ifb)
-	}
 	if links, err := s.nl.LinkList(); err == nil {
 		for _, l := range links {
 			if strings.HasPrefix(l.Attrs().Name, s.vethPrefix()) {
-				s.nl.LinkDel(l)
+				s.nl.LinkDel(l) // with its ingress redirect, before the IFB it points to
 			}
 		}
+	}
+	if ifb, err := s.nl.LinkByName(s.ifbName()); err == nil {
+		s.nl.LinkDel(ifb)
+	}
+	if br, err := s.nl.LinkByName(s.cfg.Bridge); err == nil {
+		s.nl.LinkDel(br) // its HTB goes with it
 	}
 	if ents, err := os.ReadDir(s.dir); err == nil {
 		for _, e := range ents {

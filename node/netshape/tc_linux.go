@@ -26,7 +26,7 @@ const (
 	batchPrio = 7
 )
 
-// mirredPrio is the priority of the bridge's ingress redirect to the IFB.
+// mirredPrio is the priority of a veth's ingress redirect to the IFB.
 const mirredPrio = 1
 
 // htons converts a 16-bit protocol number to network order, as tcm_info wants it.
