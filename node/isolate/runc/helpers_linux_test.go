@@ -5,7 +5,6 @@ package runc
 import (
 	"context"
 	"crypto/rand"
-	"debug/elf"
 	"encoding/hex"
 	"log/slog"
 	"net"
@@ -17,10 +16,14 @@ import (
 	"time"
 
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/runc/runctest"
 )
 
+// init: the test binary is the containers' init too, and its main thread must stay
+// with the main goroutine (see Init).
+func init() { Init() }
+
 func TestMain(m *testing.M) {
-	Init() // the test binary is the containers' init too
 	if os.Getenv(staleHelperEnv) != "" {
 		staleHelper() // TestStaleCleanup's daemon, killed by the test
 	}
@@ -38,50 +41,6 @@ func needRoot(t testing.TB) {
 			t.Skip("needs cgroups (v1 memory controller or v2)")
 		}
 	}
-}
-
-// busybox is Debian's busybox-static, the base layer of the tests' containers.
-func busybox(t testing.TB) string {
-	t.Helper()
-	const path = "/bin/busybox"
-	f, err := elf.Open(path)
-	if err != nil {
-		t.Skipf("needs Debian's busybox-static at %s (scripts/test installs it): %v", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Skipf("%s is dynamically linked: the tests need Debian's busybox-static", path)
-		}
-	}
-	return path
-}
-
-// applets are the busybox commands the test base layer links.
-var applets = []string{"sh", "cat", "echo", "ls", "touch", "sleep", "grep", "dd", "nc", "head", "id", "hostname", "wc", "true", "yes", "seq"}
-
-// makeBases builds a bases directory with a "busybox" base: /bin/busybox and links.
-func makeBases(t testing.TB) string {
-	t.Helper()
-	bb := busybox(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "busybox", "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "busybox"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range applets {
-		if err := os.Symlink("busybox", filepath.Join(bin, a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // testRoot is a cgroup root of the test's own, removed by name in every hierarchy when
@@ -132,7 +91,7 @@ func testHost(t *testing.T, cfg Config, adjust func(*Host)) *Host {
 		cfg.StateDir = state
 	}
 	if cfg.BasesDir == "" {
-		cfg.BasesDir = makeBases(t)
+		cfg.BasesDir = runctest.Bases(t)
 	}
 	root := h0root(t, cfg)
 	h, err := New(Options{Config: cfg, CgroupRoot: root, Log: slog.New(slog.NewTextHandler(t.Output(), nil))})

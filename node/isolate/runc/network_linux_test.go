@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,4 +221,60 @@ func TestNetworkClasses(t *testing.T) {
 			t.Errorf("network namespace of %s left behind", c.id)
 		}
 	}
+}
+
+// TestNAT: with nat on, a container reaches a namespace beyond the host ("the world",
+// which has no route back to the containers' range) under the host's address; the
+// iptables rules carry the host's comment and are gone once it stopped.
+func TestNAT(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs iptables (Debian package iptables, which scripts/test installs)")
+	}
+	hostNS, nsPath := testNetns(t)
+	worldNS, worldPath := testNetns(t)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	run("-n", hostNS, "link", "add", "up0", "type", "veth", "peer", "name", "up1", "netns", worldNS)
+	run("-n", hostNS, "addr", "add", "10.214.0.1/24", "dev", "up0")
+	run("-n", hostNS, "link", "set", "up0", "up")
+	run("-n", worldNS, "addr", "add", "10.214.0.2/24", "dev", "up1")
+	run("-n", worldNS, "link", "set", "up1", "up")
+	var comment string
+	t.Cleanup(func() { // runs after the host stopped (registered before it)
+		out, _ := exec.Command("nsenter", "--net="+nsPath, "--", "iptables-save").CombinedOutput()
+		if comment != "" && strings.Contains(string(out), comment) {
+			t.Errorf("iptables rules left behind:\n%s", out)
+		}
+	})
+	var b [2]byte
+	rand.Read(b[:])
+	h := testHost(t, Config{Network: &netshape.Config{
+		Bridge: "cbt" + hex.EncodeToString(b[:]), Range: "10.213.9.0/24", LinkRate: netshape.Rate(1e9), Netns: nsPath, NAT: true,
+	}}, nil)
+	if err := h.Refused(); err != nil {
+		t.Fatal(err)
+	}
+	comment = "cocaine:" + h.tag
+	out, _ := exec.Command("nsenter", "--net="+nsPath, "--", "iptables-save").CombinedOutput()
+	if n := strings.Count(string(out), comment); n != 3 {
+		t.Errorf("%d rules with %s, want 3:\n%s", n, comment, out)
+	}
+	srv := listenIn(t, worldPath, "10.214.0.2:0")
+	port := srv.ln.Addr().(*net.TCPAddr).Port
+	iso := isolate(t, h, map[string]any{"base": "busybox", "class": "batch"})
+	p, pout := spawn(t, iso, "nat", fmt.Sprintf("echo hello-world | nc 10.214.0.2 %d; exec sleep 600", port))
+	eventually(t, 10*time.Second, func() error {
+		if n := srv.bytes("10.214.0.1"); n != int64(len("hello-world\n")) {
+			return fmt.Errorf("the world got %d bytes from the host's address (and %d from the container's); the container said %q",
+				n, srv.bytes(p.Addr()), pout.text())
+		}
+		return nil
+	})
+	p.Kill()
+	p.wait(t)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/runc/runctest"
 	"github.com/cocaine/cocaine/node/netshape"
 )
 
@@ -76,7 +77,7 @@ func TestStaleCleanup(t *testing.T) {
 	_, nsPath := testNetns(t)
 	var b [2]byte
 	rand.Read(b[:])
-	cfg := Config{StateDir: t.TempDir(), BasesDir: makeBases(t), Network: &netshape.Config{
+	cfg := Config{StateDir: t.TempDir(), BasesDir: runctest.Bases(t), Network: &netshape.Config{
 		Bridge: "cbt" + hex.EncodeToString(b[:]), Range: "10.213.8.0/24", LinkRate: netshape.Rate(1e9), Netns: nsPath,
 	}}
 	root := h0root(t, cfg)
