@@ -78,15 +78,15 @@ type Shaper struct {
 }
 
 // New validates cfg. dir holds the containers' network namespaces (created by Setup);
-// tag (at most 4 characters, [0-9a-z]) names what the shaper creates: veths
+// tag (4 characters of [0-9a-z]: one name must never be the prefix of another's) names what the shaper creates: veths
 // cv<tag><slot>, the IFB cifb<tag>, the NAT rule's comment cocaine:<tag>. Two daemons on
 // one host need different tags and bridges.
 func New(cfg Config, dir, tag string, log *slog.Logger) (*Shaper, error) {
 	if err := cfg.Validate("network"); err != nil {
 		return nil, err
 	}
-	if len(tag) == 0 || len(tag) > 4 || strings.Trim(tag, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
-		return nil, fmt.Errorf("netshape: tag %q must be 1 to 4 characters of [0-9a-z]", tag)
+	if len(tag) != 4 || strings.Trim(tag, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
+		return nil, fmt.Errorf("netshape: tag %q must be 4 characters of [0-9a-z]", tag)
 	}
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("netshape: namespace directory %q must be absolute", dir)
@@ -394,6 +394,7 @@ func (s *Shaper) teardownLocked() error {
 		s.nl = nil
 	}
 	s.hostNS.Close()
+	s.hostNS = netns.None()
 	s.setUp = false
 	return errors.Join(errs...)
 }
