@@ -102,7 +102,7 @@ func (c *container) start(spec node.SpawnSpec) error {
 	if c.args.Network == NetworkBridge {
 		cl := netshape.Class{Prod: c.args.Class == process.ClassProd, Rate: c.args.NetRate, Ceil: c.args.NetCeil}
 		if c.port, err = h.shaper.Attach(c.id, cl); err != nil {
-			return fmt.Errorf("%w: runc: %v", node.ErrResource, err)
+			return fmt.Errorf("%w: runc: %w", node.ErrResource, err)
 		}
 		netNS.Path = c.port.Netns()
 	} else {

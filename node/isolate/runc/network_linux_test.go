@@ -202,6 +202,13 @@ func TestNetworkClasses(t *testing.T) {
 	if cls, _ := sh.Class(pc.port, netshape.Egress); cls.Rate != 1250000 || cls.Ceil != 5000000 {
 		t.Errorf("prod class rate %d ceil %d B/s, want 1250000 and 5000000", cls.Rate, cls.Ceil)
 	}
+	// The other way, to the containers, the server's ACKs are in the same classes, on
+	// the bridge: hundreds of them for megabytes received.
+	for _, c := range []*container{pc, bc} {
+		if cls, err := sh.Class(c.port, netshape.Ingress); err != nil || cls.Packets < 100 {
+			t.Errorf("ingress class 1:%x of %s: %d packets (%v)", cls.Minor, c.Addr(), cls.Packets, err)
+		}
+	}
 
 	// Prod stops; the batch container sends on, and gets the whole link again.
 	prod.Kill()
