@@ -47,6 +47,8 @@ func runcConfig(t *testing.T) daemon.Config {
 	t.Helper()
 	needCgroups(t)
 	cfg := nodeTestConfig(t)
+	// Containers' groups are in every hierarchy, not only the four nodeTestConfig sweeps.
+	t.Cleanup(func() { runctest.RemoveCgroupRoot(t, cfg.Node.CgroupRoot) })
 	cfg.Node.Runc = &runc.Config{BasesDir: runctest.Bases(t)}
 	t.Cleanup(func() { // after the daemon stopped: nothing of its containers is left
 		ents, _ := os.ReadDir(filepath.Join(cfg.DataDir, "runc", "containers"))

@@ -49,22 +49,7 @@ func testRoot(t testing.TB) string {
 	var b [4]byte
 	rand.Read(b[:])
 	root := "/cocaine-runc-test-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		for _, hier := range hierarchies() {
-			dir := filepath.Join(hier, root)
-			if _, err := os.Stat(dir); err != nil {
-				continue
-			}
-			groups, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
-			for _, g := range groups {
-				if fi, err := os.Stat(g); err == nil && fi.IsDir() {
-					t.Errorf("container cgroup left behind: %s", g)
-					removeGroup(g)
-				}
-			}
-			removeClassGroups(root)
-		}
-	})
+	t.Cleanup(func() { runctest.RemoveCgroupRoot(t, root) })
 	return root
 }
 

@@ -1,12 +1,18 @@
-// Package runctest builds what tests of containers need: a bases directory with a
-// busybox base layer made from Debian's busybox-static.
+// Package runctest holds what tests of containers need: a bases directory with a
+// busybox base layer made from Debian's busybox-static, and the removal by name of a
+// test's cgroups.
 package runctest
 
 import (
 	"debug/elf"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BusyboxPath is where Debian's busybox-static installs busybox.
@@ -55,4 +61,59 @@ func Bases(t testing.TB) string {
 		}
 	}
 	return dir
+}
+
+// RemoveCgroupRoot removes a test's cgroup root from every mounted hierarchy (the
+// containers' groups are made in all of them), killing what is left in its groups, and
+// reports each container group still there as an error: the code under test should
+// have removed it. Call it from t.Cleanup, so it runs after a failed test too.
+func RemoveCgroupRoot(t testing.TB, root string) {
+	var hiers []string
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		hiers = []string{"/sys/fs/cgroup"}
+	} else {
+		ents, _ := os.ReadDir("/sys/fs/cgroup")
+		for _, e := range ents {
+			if e.IsDir() {
+				hiers = append(hiers, filepath.Join("/sys/fs/cgroup", e.Name()))
+			}
+		}
+	}
+	for _, h := range hiers {
+		dir := filepath.Join(h, root)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		groups, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+		for _, g := range groups {
+			if fi, err := os.Stat(g); err == nil && fi.IsDir() {
+				t.Errorf("container cgroup left behind: %s", g)
+				removeGroup(g)
+			}
+		}
+		classes, _ := filepath.Glob(filepath.Join(dir, "*"))
+		for _, c := range classes {
+			if fi, err := os.Stat(c); err == nil && fi.IsDir() {
+				removeGroup(c)
+			}
+		}
+		removeGroup(dir)
+	}
+}
+
+// removeGroup kills the processes of a cgroup directory and removes it, retrying
+// while the kernel reaps them.
+func removeGroup(dir string) {
+	for range 100 {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
