@@ -171,7 +171,7 @@ func TestRefused(t *testing.T) {
 		}})
 	})
 	_, err := h.Factory().New(map[string]any{})
-	want := "the runc isolate cannot run on this host: the kernel lacks what containers need: overlayfs: cannot mount an overlay filesystem (CONFIG_OVERLAY_FS)"
+	want := "the runc isolate cannot run on this host: this host lacks what containers need: overlayfs: cannot mount an overlay filesystem (CONFIG_OVERLAY_FS)"
 	if !errors.Is(err, node.ErrUnknownIsolate) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("New: %v, want %q", err, want)
 	}

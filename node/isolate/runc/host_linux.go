@@ -194,7 +194,7 @@ func (h *Host) prepare() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the kernel lacks what containers need: %s", strings.Join(missing, "; "))
+		return fmt.Errorf("this host lacks what containers need: %s", strings.Join(missing, "; "))
 	}
 	h.removeStale()
 	if h.shaper != nil {
