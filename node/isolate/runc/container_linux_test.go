@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/runc/runctest"
 )
 
 // TestContainer: a busybox worker runs in a container of its own: its output is
@@ -194,4 +195,35 @@ func TestBadProfiles(t *testing.T) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
 	}
+}
+
+// TestHostBase: a base made of host directories binds them read-only at their paths.
+func TestHostBase(t *testing.T) {
+	needRoot(t)
+	// Outside /tmp, which the container mounts itself.
+	dir, err := os.MkdirTemp("/var/tmp", "cocaine-hostbase-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bases := runctest.Bases(t)
+	b, err := os.ReadFile(filepath.Join(bases, "busybox", "bin", "busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := testHost(t, Config{BasesDir: bases, HostBases: map[string][]string{"hostview": {dir}}}, nil)
+	iso := isolate(t, h, map[string]any{"base": "hostview"})
+	p, out := spawnExe(t, iso, "hostview", filepath.Join(dir, "busybox"), []string{"sh", "-c",
+		"echo seen $(" + dir + "/busybox ls " + dir + "); " + dir + "/busybox touch " + dir + "/x 2>/dev/null || echo read-only; echo ready; exec " + dir + "/busybox sleep 600"})
+	out.wait(t, "ready")
+	for _, want := range []string{"seen busybox", "read-only"} {
+		if !strings.Contains("\n"+out.text()+"\n", "\n"+want+"\n") {
+			t.Errorf("no line %q in the output:\n%s", want, out.text())
+		}
+	}
+	p.Kill()
+	p.wait(t)
 }

@@ -192,6 +192,13 @@ func (p *proc) wait(t *testing.T) error {
 // killed and waited for when the test ends, also after a failure.
 func spawn(t *testing.T, iso node.Isolate, app, script string) (*proc, *lines) {
 	t.Helper()
+	return spawnExe(t, iso, app, "/bin/sh", []string{"-c", script})
+}
+
+// spawnExe runs exe with args (then --endpoint and the socket's path) in a container
+// of iso.
+func spawnExe(t *testing.T, iso node.Isolate, app, exe string, args []string) (*proc, *lines) {
+	t.Helper()
 	dir := t.TempDir() // the app's files: none
 	sock := filepath.Join(t.TempDir(), app+".sock")
 	ln, err := net.Listen("unix", sock)
@@ -203,8 +210,8 @@ func spawn(t *testing.T, iso node.Isolate, app, script string) (*proc, *lines) {
 	var b [8]byte
 	rand.Read(b[:])
 	np, err := iso.Spawn(context.Background(), node.SpawnSpec{
-		App: app, UUID: hex.EncodeToString(b[:]), Dir: dir, Executable: "/bin/sh",
-		Args:   []string{"-c", script, "--endpoint", sock},
+		App: app, UUID: hex.EncodeToString(b[:]), Dir: dir, Executable: exe,
+		Args:   append(args, "--endpoint", sock),
 		AppEnv: []string{"GREETING=hi"}, Env: append(os.Environ(), "GREETING=hi"), Output: out,
 	})
 	if err != nil {
