@@ -100,8 +100,11 @@ type SpawnSpec struct {
 	// Args are the arguments after the executable: --app A --endpoint E --locator L
 	// --protocol 1 --uuid U, sorted by key as the original passes them.
 	Args []string
-	// Env is the full environment.
+	// Env is the full environment: the daemon's, then the manifest's.
 	Env []string
+	// AppEnv is the manifest's part of Env alone, for isolates that do not hand the
+	// daemon's environment to a worker (containers).
+	AppEnv []string
 	// Output receives stdout and stderr, merged. Writes come from one goroutine.
 	Output io.Writer
 }

@@ -489,17 +489,18 @@ func (e *engine) spec(id string, locs []rpc.Endpoint, out *output) SpawnSpec {
 	for i, l := range locs {
 		ls[i] = l.String()
 	}
-	env := os.Environ()
 	keys := make([]string, 0, len(e.manifest.Environment))
 	for k := range e.manifest.Environment {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	appEnv := make([]string, 0, len(keys))
 	for _, k := range keys {
-		env = append(env, k+"="+e.manifest.Environment[k])
+		appEnv = append(appEnv, k+"="+e.manifest.Environment[k])
 	}
+	env := append(os.Environ(), appEnv...)
 	return SpawnSpec{
-		App: e.app, UUID: id, Dir: e.dir, Executable: exe, Env: env, Output: out,
+		App: e.app, UUID: id, Dir: e.dir, Executable: exe, Env: env, AppEnv: appEnv, Output: out,
 		Args: []string{
 			"--app", e.app,
 			"--endpoint", e.endpoint,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/runc"
 	"github.com/cocaine/cocaine/rpc"
 	"github.com/cocaine/cocaine/services/logging"
 	"github.com/cocaine/cocaine/services/storage"
@@ -32,7 +33,24 @@ type Config struct {
 	Storage StorageConfig  `json:"storage"`
 	Unicorn UnicornConfig  `json:"unicorn"`
 	RPC     RPCConfig      `json:"rpc"`
-	Node    node.Config    `json:"node"`
+	Node    NodeConfig     `json:"node"`
+}
+
+// NodeConfig is the node service's config with the runc isolate's beside it (the node
+// knows no isolate: the daemon hands it their factories).
+type NodeConfig struct {
+	node.Config
+	// Runc enables the runc isolate (runc.go); nil leaves it off.
+	Runc *runc.Config `json:"runc,omitempty"`
+}
+
+// Validate reports every problem of both.
+func (c NodeConfig) Validate() error {
+	errs := []error{c.Config.Validate()}
+	if c.Runc != nil {
+		errs = append(errs, c.Runc.Validate())
+	}
+	return errors.Join(errs...)
 }
 
 // StorageConfig configures the replicated storage service.

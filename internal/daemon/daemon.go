@@ -237,7 +237,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	nd, err := d.newNode(backend, reg, lg)
+	nd, runcHost, err := d.newNode(backend, reg, lg)
 	if err != nil {
 		return err
 	}
@@ -268,6 +268,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if runcHost != nil {
+		// Beside the node, which ends its containers as it stops; the host then
+		// removes the network and what else it made.
+		g.Go(func() error { return runcHost.Run(gctx) })
+	}
 	sessCfg := rpc.SessionConfig{MaxFrameSize: cfg.RPC.MaxFrameSize, Log: d.log}
 	for _, s := range all {
 		eps, err := d.advertise(s.ln.Addr().(*net.TCPAddr))

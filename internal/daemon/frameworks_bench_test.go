@@ -24,7 +24,7 @@ func BenchmarkFrameworksThroughput(b *testing.B) {
 	cfg.DataDir = b.TempDir()
 	cfg.Logging.Sinks = nil
 	cfg.Node.CgroupRoot = "/cocaine-bench-frameworks"
-	b.Cleanup(func() { removeCgroupRoot(&testing.T{}, cfg.Node.CgroupRoot) })
+	b.Cleanup(func() { removeCgroupRoot(b, cfg.Node.CgroupRoot) })
 	d, err := daemon.New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)

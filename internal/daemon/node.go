@@ -21,8 +21,8 @@ const DefaultCgroupRoot = "/cocaine"
 // newNode builds the node service over the storage backend, the locator's registry
 // (apps are published there, each on its own port) and the logging service (worker
 // output goes there).
-func (d *Daemon) newNode(backend storage.Backend, reg *locator.Registry, lg *logging.Service) (*node.Service, error) {
-	cfg := d.cfg.Node
+func (d *Daemon) newNode(backend storage.Backend, reg *locator.Registry, lg *logging.Service) (*node.Service, runner, error) {
+	cfg := d.cfg.Node.Config
 	if cfg.RuntimeDir == "" {
 		cfg.RuntimeDir = filepath.Join(d.cfg.DataDir, "run")
 	}
@@ -30,15 +30,25 @@ func (d *Daemon) newNode(backend storage.Backend, reg *locator.Registry, lg *log
 		cfg.SpoolDir = filepath.Join(d.cfg.DataDir, "spool")
 	}
 	cfg.CgroupRoot = d.nodeCgroupRoot()
-	return node.New(cfg, node.Deps{
+	runcIso, runcHost, err := d.newRunc(cfg.CgroupRoot)
+	if err != nil {
+		return nil, nil, err
+	}
+	nd, err := node.New(cfg, node.Deps{
 		Storage:   nodeStorage{backend},
 		Publisher: nodePublisher{reg},
 		Listen:    d.listenApp,
 		Locator:   func() []rpc.Endpoint { return d.Endpoint(locator.Name) },
 		Output:    nodeOutput{lg},
-		Isolates:  process.Factories(process.Options{Root: cfg.CgroupRoot, Log: d.log}),
+		Isolates:  append(process.Factories(process.Options{Root: cfg.CgroupRoot, Log: d.log}), runcIso),
 		Log:       d.log,
 	})
+	return nd, runcHost, err
+}
+
+// runner is a component that runs beside the services: Run blocks until ctx ends.
+type runner interface {
+	Run(ctx context.Context) error
 }
 
 // nodeCgroupRoot is the node's cgroup hierarchy: node.cgroup_root or DefaultCgroupRoot.

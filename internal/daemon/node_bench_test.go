@@ -18,7 +18,7 @@ func benchNode(b *testing.B, profile map[string]any) (*node, *rpc.Conn) {
 	cfg.DataDir = b.TempDir()
 	cfg.Logging.Sinks = nil
 	cfg.Node.CgroupRoot = "/cocaine-bench"
-	b.Cleanup(func() { removeCgroupRoot(&testing.T{}, cfg.Node.CgroupRoot) })
+	b.Cleanup(func() { removeCgroupRoot(b, cfg.Node.CgroupRoot) })
 	d, err := daemon.New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)

@@ -80,7 +80,7 @@ var cgroupControllers = []string{"cpu", "cpuacct", "memory", "pids"}
 
 // removeCgroupRoot removes the test's hierarchy, deepest first, and fails the test if a
 // worker's group was left behind.
-func removeCgroupRoot(t *testing.T, root string) {
+func removeCgroupRoot(t testing.TB, root string) {
 	for _, c := range cgroupControllers {
 		base := filepath.Join("/sys/fs/cgroup", c, root)
 		classes, _ := os.ReadDir(base)

@@ -95,6 +95,18 @@ var importRules = []importRule{
 		why:   "isolates are registered explicitly: the daemon hands their factories to the node",
 	},
 	{
+		name: "netshape",
+		from: "node/netshape/...",
+		only: []string{std, external, "node/netshape/..."},
+		why:  "traffic shaping drives the kernel's bridge, veths and qdiscs and knows nothing of apps or workers",
+	},
+	{
+		name: "isolates",
+		from: "node/isolate/*/...",
+		only: []string{std, external, "node", "node/isolate/$1/...", "node/isolate/process", "node/netshape", "internal/lifecycle"},
+		why:  "an isolate sees the node's Isolate seam, its own subpackages, the process isolate's CPU classes and the network, never another part of the daemon",
+	},
+	{
 		name: "examples",
 		from: "examples/...",
 		only: []string{std, "frameworks/go/..."},

@@ -142,6 +142,35 @@ type Isolate struct {
 	args Args
 }
 
+// cfsPeriod is the CFS period prod quotas are expressed in (the kernel's default).
+const cfsPeriod = 100_000
+
+// CPU is what a worker's class and cores come to in its cgroup and its scheduling
+// policy; the runc isolate applies the same through the container's cgroup.
+type CPU struct {
+	Shares uint64 // cpu.shares
+	Quota  int64  // cpu.cfs_quota_us; 0: no quota
+	Period uint64 // cpu.cfs_period_us, with Quota
+	Idle   bool   // cpu.idle = 1
+	Policy string // "" (SCHED_NORMAL), "SCHED_BATCH" or "SCHED_IDLE"
+}
+
+// CPU returns the settings of a's class (the package doc's table). A prod worker
+// without cores has no CPU limit.
+func (a Args) CPU() CPU {
+	switch a.Class {
+	case ClassBatch:
+		// shares proportional to its minimum cores
+		return CPU{Shares: uint64(max(2, 1024*max(a.Cores, 0.25))), Policy: "SCHED_BATCH"}
+	case ClassIdle:
+		return CPU{Shares: 2, Idle: true, Policy: "SCHED_IDLE"}
+	}
+	if a.Cores > 0 {
+		return CPU{Shares: uint64(max(2, a.Cores*1024)), Quota: int64(a.Cores * cfsPeriod), Period: cfsPeriod}
+	}
+	return CPU{}
+}
+
 // command builds the exec.Cmd common to every platform.
 func command(spec node.SpawnSpec) *exec.Cmd {
 	cmd := exec.Command(spec.Executable, spec.Args...)
@@ -156,8 +185,9 @@ func command(spec node.SpawnSpec) *exec.Cmd {
 	return cmd
 }
 
-// exitReason says why a process ended; nil for status 0.
-func exitReason(err error, oom bool, limit int64) error {
+// ExitReason says why a process ended, from what exec.Cmd.Wait returned and whether
+// the OOM killer ended it; nil for status 0.
+func ExitReason(err error, oom bool, limit int64) error {
 	if oom {
 		return fmt.Errorf("was killed by the OOM killer (memory limit %d bytes)", limit)
 	}

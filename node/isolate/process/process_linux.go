@@ -28,9 +28,6 @@ import (
 // controllers are the v1 hierarchies a worker's group is created in.
 var controllers = []cgroup1.Name{cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Memory, cgroup1.Pids}
 
-// cfsPeriod is the CFS period prod quotas are expressed in (the kernel's default).
-const cfsPeriod = 100_000
-
 // host is what every Isolate of one node shares: whether cgroups can be used.
 type host struct {
 	opts    Options
@@ -85,19 +82,13 @@ func ControllerDir(controller, path string) string {
 
 func (a Args) resources() *specs.LinuxResources {
 	r := &specs.LinuxResources{}
+	c := a.CPU()
 	cpu := &specs.LinuxCPU{}
-	switch a.Class {
-	case ClassProd:
-		if a.Cores > 0 {
-			q, p, s := int64(a.Cores*cfsPeriod), uint64(cfsPeriod), uint64(max(2, a.Cores*1024))
-			cpu.Quota, cpu.Period, cpu.Shares = &q, &p, &s
-		}
-	case ClassBatch:
-		s := uint64(max(2, 1024*max(a.Cores, 0.25))) // proportional to its minimum cores
-		cpu.Shares = &s
-	case ClassIdle:
-		s := uint64(2)
-		cpu.Shares = &s
+	if c.Shares > 0 {
+		cpu.Shares = &c.Shares
+	}
+	if c.Quota > 0 {
+		cpu.Quota, cpu.Period = &c.Quota, &c.Period
 	}
 	r.CPU = cpu
 	if a.MemoryLimit > 0 {
@@ -246,7 +237,7 @@ func (p *proc) Wait() error {
 	err := p.cmd.Wait()
 	oom := p.oomKilled()
 	p.removeGroup()
-	return exitReason(err, oom, p.limit)
+	return ExitReason(err, oom, p.limit)
 }
 
 // oomKilled reads the memory controller's OOM kill counter of the worker's group.

@@ -35,7 +35,7 @@ type proc struct {
 func (p *proc) Pid() int { return p.cmd.Process.Pid }
 func (p *proc) Kill()    { killGroup(p.cmd.Process.Pid); p.cmd.Process.Kill() }
 func (p *proc) Wait() error {
-	return exitReason(p.cmd.Wait(), false, 0)
+	return ExitReason(p.cmd.Wait(), false, 0)
 }
 
 // RemoveHierarchy does nothing without cgroups.
