@@ -19,13 +19,50 @@ import (
 	"github.com/cocaine/cocaine/rpc"
 )
 
-// errUnknownIsolate is the node's answer to a profile naming an isolate type no factory
-// provides (node.ErrUnknownIsolate on the wire: component_not_found).
-var errUnknownIsolate = rpc.NewError(rpc.CategoryPlugins, 1, "")
+// errIsolateRefused is the node's answer to a profile naming an isolate this host cannot
+// run (an unknown type, or runc off or unsupported here): component_not_found.
+var errIsolateRefused = rpc.NewError(rpc.CategoryPlugins, 1, "")
 
-// RuncUnavailable is the reason the runc cold-start row is skipped while the build
-// has no runc isolate.
-const RuncUnavailable = "runc isolate not available in this build"
+// appServers is servers with, as root, a config that turns the runc isolate on for the
+// A3 runc row: its state under dir, and a base layer "busybox" holding a static busybox
+// (the rootfs A4 runs), when the host has one.
+func appServers(servers Servers, dir string) (Servers, error) {
+	if os.Geteuid() != 0 {
+		return servers, nil // the node refuses runc profiles; the row says why
+	}
+	state, err := mkdir(dir, "runc")
+	if err != nil {
+		return servers, err
+	}
+	bases, err := mkdir(state, "bases", "busybox", "bin")
+	if err != nil {
+		return servers, err
+	}
+	for _, b := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if static(b) {
+			bb, err := os.ReadFile(b)
+			if err != nil {
+				return servers, err
+			}
+			if err := os.WriteFile(filepath.Join(bases, "busybox"), bb, 0o755); err != nil {
+				return servers, err
+			}
+			break
+		}
+	}
+	cfg, err := json.Marshal(map[string]any{"node": map[string]any{"runc": map[string]any{
+		"state_dir": state, "bases_dir": filepath.Join(state, "bases"),
+	}}})
+	if err != nil {
+		return servers, err
+	}
+	path := filepath.Join(dir, "cocaine-apps.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		return servers, err
+	}
+	servers.CocaineConfig = path
+	return servers, nil
+}
 
 // appBench drives the node service of a one-member cocaine cluster, as
 // internal/daemon's node benchmarks do: upload the echo example through storage, start
@@ -210,16 +247,26 @@ func activeWorkers(ctx context.Context, nd *rpc.Conn, app string) (active, all i
 
 // A3: worker cold start under isolate: control(1) on an empty pool until the worker is
 // active (spawn to handshake, polled through node.info every 200 µs), then back to
-// automatic sizing until idle-timeout retires it. Design for the runc isolate: the
-// same app with {"isolate": {"type": "runc"}} in its profile; the row is skipped with
-// RuncUnavailable while the node knows no such isolate.
+// automatic sizing until idle-timeout retires it. For the runc isolate, the same app
+// with {"isolate": {"type": "runc", "args": {"base": "busybox"}}}: each worker a new
+// container (the rootfs overlay, libcontainer create and run, the worker's handshake).
 func (a *appBench) coldStart(ctx context.Context, isolate string) (Result, error) {
 	app := "cold-" + isolate
 	r := a.row("A3", "worker-cold-start", fmt.Sprintf("--isolate=%s --total=%d (control(1) to an active worker)", isolate, a.p.ColdStarts))
-	profile := map[string]any{"idle-timeout": 0.01, "isolate": map[string]any{"type": isolate, "args": map[string]any{}}}
+	args := map[string]any{}
+	if isolate == "runc" {
+		if !static(a.echoBin) {
+			r.Skipped = "the echo binary is linked dynamically; a container needs it static (CGO_ENABLED=0)"
+			return r, nil
+		}
+		args["base"] = "busybox"
+	}
+	profile := map[string]any{"idle-timeout": 0.01, "isolate": map[string]any{"type": isolate, "args": args}}
 	if err := a.upload(ctx, app, profile); err != nil {
-		if errors.Is(err, errUnknownIsolate) && isolate == "runc" {
-			r.Skipped = RuncUnavailable
+		if errors.Is(err, errIsolateRefused) && isolate == "runc" {
+			// no runc isolate on this host (not root, a kernel feature missing): the
+			// node's message says which
+			r.Skipped = "the node refused the runc isolate: " + err.Error()
 			return r, nil
 		}
 		return r, err

@@ -249,8 +249,19 @@ func runNode(ctx context.Context, cfg *Config, dir string, emit func(Result, err
 		emit(Result{ID: "A*", System: Cocaine, Topo: "T1", Workload: "apps", Skipped: "no examples/echo binary given (-echo-bin)"}, nil)
 		return
 	}
+	adir, err := os.MkdirTemp(dir, "apps-")
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer os.RemoveAll(adir)
+	servers, err := appServers(cfg.Servers, adir)
+	if err != nil {
+		fail(err)
+		return
+	}
 	c, err := step(ctx, cfg, "start cocaine T1 for the apps", func(ctx context.Context) (*Cluster, error) {
-		return cfg.Servers.Start(ctx, Cocaine, 1, dir)
+		return servers.Start(ctx, Cocaine, 1, dir)
 	})
 	if err != nil {
 		fail(err)

@@ -32,6 +32,9 @@ type Servers struct {
 	ZKHeap      string // the JVM's -Xmx for each ZooKeeper server
 	CPUs        string // taskset CPU list for every server; empty: not pinned
 	StartWait   time.Duration
+	// CocaineConfig, when set, is the JSON config file every cocaine member runs with
+	// (`cocaine run --config`); the apps rows use it to turn on the runc isolate.
+	CocaineConfig string
 }
 
 // Available reports why system cannot run with these servers, or "" if it can.
@@ -155,6 +158,9 @@ func (s Servers) startCocaine(ctx context.Context, c *Cluster, members int, wait
 		args := []string{"run", "--data-dir", data, "--endpoint", "127.0.0.1",
 			"--locator-port", strconv.Itoa(ports[2*i]), "--raft-port", strconv.Itoa(ports[2*i+1]),
 			"--log-format", "json", "--log-level", "warn"}
+		if s.CocaineConfig != "" {
+			args = append(args, "--config", s.CocaineConfig)
+		}
 		if i > 0 {
 			args = append(args, "--join", "127.0.0.1:"+strconv.Itoa(ports[0]))
 		}
