@@ -18,7 +18,7 @@ type proposal struct {
 
 // nudgeDelay is how long the leader waits for another entry (which would carry the
 // commit index anyway) before it nudges the followers about a local write.
-const nudgeDelay = 2 * time.Millisecond
+const nudgeDelay = 500 * time.Microsecond
 
 // batchLinger is how long the batcher waits for more proposals before it closes an
 // entry, when the last entry carried several (a light load sends at once).
