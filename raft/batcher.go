@@ -11,14 +11,9 @@ import (
 
 // proposal is one command waiting for the leader's log.
 type proposal struct {
-	cmd       []byte
-	forwarded bool                // a follower waits to apply it: nudge at once
-	done      chan proposalResult // one result, sent without blocking
+	cmd  []byte
+	done chan proposalResult // one result, sent without blocking
 }
-
-// nudgeDelay is how long the leader waits for another entry (which would carry the
-// commit index anyway) before it nudges the followers about a local write.
-const nudgeDelay = 500 * time.Microsecond
 
 // batchLinger is how long the batcher waits for more proposals before it closes an
 // entry, when the last entry carried several (a light load sends at once).
@@ -38,9 +33,9 @@ type inflight struct {
 
 // proposeLocal queues cmd for this server's log; the server must lead. It returns the
 // entry's index and the FSM's result.
-func (n *Node) proposeLocal(ctx context.Context, cmd []byte, forwarded bool) (uint64, []byte, error) {
+func (n *Node) proposeLocal(ctx context.Context, cmd []byte) (uint64, []byte, error) {
 	// One result, sent by the waiter without blocking.
-	p := &proposal{cmd: cmd, forwarded: forwarded, done: make(chan proposalResult, 1)}
+	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
 	select {
 	case n.props <- p:
 	case <-n.stopping:
@@ -71,22 +66,10 @@ func (n *Node) batch(ctx context.Context) {
 	lingerT := time.NewTimer(time.Hour)
 	lingerT.Stop()
 	defer lingerT.Stop()
-	lazy := time.NewTimer(time.Hour)
-	lazy.Stop()
-	defer lazy.Stop()
 	for {
 		var first *proposal
 		select {
 		case first = <-n.props:
-		case <-n.nudge:
-			n.sendNudge(ctx)
-			continue
-		case <-n.lazyNudge:
-			lazy.Reset(nudgeDelay)
-			continue
-		case <-lazy.C:
-			n.sendNudge(ctx)
-			continue
 		case <-ctx.Done():
 			n.drainProposals()
 			return
@@ -132,7 +115,6 @@ func (n *Node) batch(ctx context.Context) {
 			cmds[i] = p.cmd
 		}
 		data := appendEnvelope(make([]byte, 0, envelopeSize(len(cmds), size)), cmds)
-		n.toldCommit.Store(n.r.CommitIndex())
 		f := n.r.Apply(data, 0) // blocks until raft takes it, or raft shuts down
 		select {
 		case n.flight <- &inflight{f: f, props: props}:
@@ -143,47 +125,6 @@ func (n *Node) batch(ctx context.Context) {
 			n.drainProposals()
 			return
 		}
-	}
-}
-
-// Followers learn the commit index from the leader's next AppendEntries, which
-// hashicorp sends when an entry is appended or, when none is, CommitTimeout later. A
-// follower waiting to apply its forwarded write, or to reach a read index, would wait
-// that long on an idle cluster. So the leader nudges: when the commit index moved past
-// what its last append told the followers, and nothing else is queued, it appends an
-// entry with no command, whose AppendEntries carries the new commit index at once.
-
-// requestNudge asks the batcher for a nudge if followers may not know the commit index:
-// at once when a follower waits for it, after nudgeDelay otherwise.
-func (n *Node) requestNudge(urgent bool) {
-	if n.r.CommitIndex() <= n.toldCommit.Load() {
-		return
-	}
-	ch := n.lazyNudge
-	if urgent {
-		ch = n.nudge
-	}
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
-func (n *Node) sendNudge(ctx context.Context) {
-	if len(n.props) > 0 || n.r.CommitIndex() <= n.toldCommit.Load() {
-		return // the next batch carries the commit index anyway
-	}
-	if ok, _ := n.Leadership(); !ok {
-		return
-	}
-	if servers, _, err := n.configuration(); err != nil || len(servers) < 2 {
-		return // nobody to tell
-	}
-	n.toldCommit.Store(n.r.CommitIndex())
-	f := n.r.Apply(appendEnvelope(nil, nil), 0)
-	select {
-	case n.flight <- &inflight{f: f}:
-	case <-ctx.Done():
 	}
 }
 
@@ -231,20 +172,15 @@ func (n *Node) resolve(e *inflight) {
 	}
 	results, _ := e.f.Response().(batchResult)
 	idx := e.f.Index()
-	forwarded := false
+	// Followers wait to apply this entry (forwarded writes, reads at this index,
+	// watchers): tell them it is committed, before the answers go out.
+	n.notices.commit(n.r)
 	for i, p := range e.props {
 		var r []byte
 		if i < len(results) {
 			r = results[i]
 		}
-		forwarded = forwarded || p.forwarded
 		p.done <- proposalResult{index: idx, result: r}
-	}
-	if len(e.props) > 0 {
-		// Followers wait to apply this entry (forwarded writes, reads at this
-		// index, watchers): make sure they learn it is committed. A nudge itself needs
-		// no telling: reads never point at an entry without commands (stateIndex).
-		n.requestNudge(forwarded)
 	}
 }
 

@@ -30,8 +30,9 @@
 // writes the previous entry into one log entry (an envelope, decoded by the FSM adapter),
 // so concurrent writes share one fsync per server. Propose returns the FSM's result
 // once the command is applied on the calling server too. After an entry with commands
-// commits, the leader makes sure followers learn the commit index at once (a "nudge": an
-// entry with no command) instead of after CommitTimeout.
+// commits, the leader tells each follower the new commit index at once, in an
+// AppendEntries without entries (a commit notice: no log entry, no fsync), instead of
+// letting it wait for CommitTimeout; notice.go says why that is safe.
 //
 // # Reads
 //

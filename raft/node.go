@@ -37,23 +37,17 @@ type Node struct {
 	stopped  chan struct{} // closed when Run has returned
 
 	// Set before started is closed, read-only afterwards.
-	r      *hraft.Raft
-	logs   hraft.LogStore
-	fresh  bool // started with no state and did not bootstrap: must be added by Join
-	snaps  hraft.SnapshotStore
-	addr   string
-	peers  *peerPool
-	bg     context.Context // background work: cancelled during shutdown
-	wg     sync.WaitGroup  // every goroutine the Node starts
-	props  chan *proposal  // to the batcher
-	flight chan *inflight  // from the batcher to the waiter
-	nudge  chan struct{}   // to the batcher: tell the followers the commit index now
-	// lazyNudge: ... unless another entry does it within nudgeDelay
-	lazyNudge chan struct{}
-
-	// toldCommit is the leader's commit index when it last appended an entry: what
-	// the followers have been told (see requestNudge).
-	toldCommit atomic.Uint64
+	r       *hraft.Raft
+	logs    hraft.LogStore
+	fresh   bool // started with no state and did not bootstrap: must be added by Join
+	snaps   hraft.SnapshotStore
+	addr    string
+	peers   *peerPool
+	bg      context.Context // background work: cancelled during shutdown
+	wg      sync.WaitGroup  // every goroutine the Node starts
+	props   chan *proposal  // to the batcher
+	flight  chan *inflight  // from the batcher to the waiter
+	notices *notices        // tell the followers the commit index (notice.go)
 
 	// mu guards the following fields.
 	mu       sync.Mutex
@@ -200,12 +194,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	mux := newMuxListener(ln, tcpAddr(addr), cfg.Dial, n.servePeer, n.log)
 	defer mux.close()
 	n.wg.Go(mux.run)
-	trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+	n.notices = newNotices(bg, &n.wg)
+	trans := n.notices.transport(hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: mux, closed: make(chan struct{})},
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hlog.Named("transport"),
-	})
+	}))
 	defer trans.Close()
 
 	// Ten slots: hashicorp blocks on this channel, and leadership flips are rare.
@@ -259,9 +254,6 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	// Entries handed to raft and not yet committed: enough to keep the disk and the
 	// followers busy (pipelining), few enough to bound the commands in flight.
 	n.flight = make(chan *inflight, 64)
-	// One token: "a nudge is wanted"; the batcher checks what is needed when it runs.
-	n.nudge = make(chan struct{}, 1)
-	n.lazyNudge = make(chan struct{}, 1) // one token, as nudge
 	n.wg.Go(func() { n.watchLeadership(bg, notify, obs) })
 	n.wg.Go(func() { n.batch(bg) })
 	n.wg.Go(func() { n.await(bg) })
@@ -280,6 +272,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	r.DeregisterObserver(observer)
 	serr := r.Shutdown().Error()
+	n.notices.stop()
 	cancel()
 	mux.close()
 	n.peers.close()
@@ -531,7 +524,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 	}
 	var index uint64
 	out, err := n.toLeader(ctx, false, func() ([]byte, error) {
-		idx, res, err := n.proposeLocal(ctx, cmd, false)
+		idx, res, err := n.proposeLocal(ctx, cmd)
 		index = idx
 		return res, err
 	}, opApply, cmd)
@@ -586,9 +579,9 @@ func (n *Node) readIndexLocal(ctx context.Context, linearizable bool) ([]byte, e
 }
 
 // stateIndex returns the last entry at or below the committed index idx that carries
-// commands. Entries above it (a term's start, nudges, configuration changes, no-ops)
-// change no state, so reading at it is reading at idx; and followers learn promptly
-// that a command entry is committed (the leader nudges them), not so for the others.
+// commands. Entries above it (a term's start, configuration changes, no-ops) change no
+// state, so reading at it is reading at idx; and followers learn at once that a command
+// entry is committed (the leader's commit notices), not so for the others.
 func (n *Node) stateIndex(idx uint64) uint64 {
 	var l hraft.Log
 	for i := idx; i > 0; i-- {
@@ -756,7 +749,7 @@ func (n *Node) handlePeer(op byte, payload []byte) ([]byte, error) {
 		if ok, _ := n.Leadership(); !ok {
 			return nil, ErrNotLeader
 		}
-		idx, res, err := n.proposeLocal(ctx, payload, true)
+		idx, res, err := n.proposeLocal(ctx, payload)
 		if err != nil {
 			return nil, err
 		}

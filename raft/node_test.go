@@ -415,3 +415,45 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitNotices: with CommitTimeout at an hour, raft itself would tell followers a
+// commit only with the next entry; the leader's commit notices tell them at once, and
+// without appending anything.
+func TestCommitNotices(t *testing.T) {
+	nodes := cluster(t, 3, func(_ int, cfg *Config) { cfg.CommitTimeout = time.Hour })
+	leader := waitLeader(t, nodes)
+	var followers []*testNode
+	for _, tn := range nodes {
+		if tn != leader {
+			followers = append(followers, tn)
+		}
+	}
+	before := leader.n.r.LastIndex()
+	set(t, leader, "a", "1")
+	if got := leader.n.r.LastIndex(); got != before+1 {
+		t.Fatalf("one write appended %d entries", got-before)
+	}
+	for _, f := range followers {
+		if err := f.n.WaitApplied(ctxFor(t, 20*time.Second), before+1); err != nil {
+			t.Fatalf("%s never applied the write: %v", f.cfg.ID, err)
+		}
+		if v, _ := f.kv.get("a"); v != "1" {
+			t.Fatalf("%s reads %q", f.cfg.ID, v)
+		}
+	}
+	// A write through a follower returns once it is applied there, which needs the
+	// notice too; so do reads at the read index on every follower.
+	set(t, followers[0], "b", "2")
+	for _, f := range followers {
+		idx := mustReadIndex(t, f, false)
+		if err := f.n.WaitApplied(ctxFor(t, 20*time.Second), idx); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := f.kv.get("b"); v != "2" {
+			t.Fatalf("%s reads %q after the read index", f.cfg.ID, v)
+		}
+	}
+	if got := leader.n.r.LastIndex(); got != before+2 {
+		t.Fatalf("two writes appended %d entries", got-before)
+	}
+}
