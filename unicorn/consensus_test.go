@@ -29,6 +29,9 @@ type host struct {
 	c           *cluster
 	svc         *Service
 	partitioned atomic.Bool
+	// noLeaderCalls fails LeaderCall (keepalives) while proposals still go through: a
+	// link too slow for keepalives to arrive in time.
+	noLeaderCalls atomic.Bool
 }
 
 var errPartitioned = errors.New("test: host is partitioned")
@@ -85,6 +88,9 @@ func (h *host) Leadership() (bool, <-chan struct{}) {
 func (h *host) LeaderCall(ctx context.Context, method string, payload []byte) ([]byte, error) {
 	if err := h.reachable(ctx); err != nil {
 		return nil, err
+	}
+	if h.noLeaderCalls.Load() {
+		return nil, errPartitioned
 	}
 	h.c.mu.Lock()
 	leader := h.c.leader

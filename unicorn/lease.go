@@ -44,6 +44,12 @@ type ownedLease struct {
 	ttl  time.Duration
 	lost chan struct{} // closed when the lease is lost or released: rely on it no more
 
+	// holders counts the lock holders relying on the lease (enter, leave); quiet holds
+	// the channels closed when it drops to zero. Guarded by hmu.
+	hmu     sync.Mutex
+	holders int
+	quiet   []chan struct{}
+
 	// guarded by keeper.mu
 	sent     time.Time // when the last keepalive (or the grant) was sent; zero: due now
 	acked    time.Time // send time of the last keepalive that succeeded (or the grant)
@@ -95,6 +101,38 @@ func (k *keeper) dropLocked(l *ownedLease) bool {
 	delete(k.leases, l.id)
 	close(l.lost)
 	return true
+}
+
+// enter registers a lock holder relying on l; leave, once it no longer does (having told
+// its client when it lost the lock).
+func (l *ownedLease) enter() {
+	l.hmu.Lock()
+	l.holders++
+	l.hmu.Unlock()
+}
+
+func (l *ownedLease) leave() {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if l.holders--; l.holders == 0 {
+		for _, c := range l.quiet {
+			close(c)
+		}
+		l.quiet = nil
+	}
+}
+
+// quieted is closed once no lock holder relies on l.
+func (l *ownedLease) quieted() <-chan struct{} {
+	c := make(chan struct{})
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if l.holders == 0 {
+		close(c)
+	} else {
+		l.quiet = append(l.quiet, c)
+	}
+	return c
 }
 
 // expiry is when the cluster will have expired l for sure: TTL after its last
@@ -215,6 +253,18 @@ func (s *Service) forget(ctx context.Context, lost []*ownedLease, why string) {
 		s.log.Warn("lease lost", "lease", l.id, "reason", why)
 	}
 	s.work.Go(func(ctx context.Context) {
+		// The lock holders relying on these leases tell their clients first: a revoke
+		// that overtook them would let another client take a lock that its holder
+		// still believes it has. The leader expires the leases a margin later anyway.
+		for _, l := range lost {
+			t := time.NewTimer(margin(l.ttl) / 2)
+			select {
+			case <-l.quieted():
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 		for len(ids) > 0 {
 			n := min(len(ids), MaxRevokeBatch)
 			if _, err := s.propose(ctx, encodeRevoke(ids[:n]...)); err != nil {

@@ -147,7 +147,7 @@ func contend(t *testing.T, svc *Service, folder string) *contender {
 	}
 	ct := &contender{held: make(chan struct{}), release: make(chan struct{}), done: make(chan error, 1)} // holdLock's result, read once
 	svc.work.Go(func(ctx context.Context) {
-		ct.done <- svc.holdLock(ctx, ct.release, l, folder, []byte{0xc0}, func() error { close(ct.held); return nil })
+		ct.done <- svc.holdLock(ctx, ct.release, l, folder, []byte{0xc0}, func() error { close(ct.held); return nil }, nil)
 	})
 	return ct
 }
@@ -189,6 +189,46 @@ func TestPartitionedHolderLetsGoFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.partitioned.Store(false)
+	})
+}
+
+// TestLostHolderToldBeforeItsNodeGoes: a holder whose lease is lost on its host (its
+// keepalives do not get through, its writes still do) hears so while its lock node
+// still exists: neither its own cleanup nor the revoke of the lost lease may let a
+// waiter in first.
+func TestLostHolderToldBeforeItsNodeGoes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, Config{})
+		a, _ := c.addHost(t, Config{}) // the leader
+		b, _ := c.addHost(t, Config{})
+		l, err := b.svc.grantOwned(context.Background(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := make(chan struct{})
+		told := make(chan []string, 1) // the lock nodes when the holder heard of the loss
+		done := make(chan error, 1)
+		b.svc.work.Go(func(ctx context.Context) {
+			done <- b.svc.holdLock(ctx, nil, l, "/locks/t", []byte{0xc0}, func() error { close(held); return nil }, func(error) {
+				_, names, _, _ := c.store.Children("/locks/t")
+				told <- names
+			})
+		})
+		<-held
+		waiter := contend(t, a.svc, "/locks/t")
+		b.noLeaderCalls.Store(true) // b's keepalives fail; b itself gives the lease up
+		if err := <-done; !errors.Is(err, ErrConnectionLoss) {
+			t.Fatalf("the holder ended with %v, want connection loss", err)
+		}
+		if names := <-told; len(names) != 2 {
+			t.Fatalf("when the holder heard of the loss the lock folder held %v, want its node and the waiter's", names)
+		}
+		b.noLeaderCalls.Store(false)
+		<-waiter.held
+		close(waiter.release)
+		if err := <-waiter.done; err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 

@@ -57,19 +57,49 @@ func (s *Service) lockStream(req *rpc.Request, folder string, value []byte) erro
 		if err != nil {
 			return err
 		}
-		return s.holdLock(ctx, sc.done, l, folder, value, func() error { return tx.SendRaw(rpc.Write, rpc.AppendBool(args(1), true)) })
+		told := false
+		lost := func(err error) {
+			told = true
+			if !sc.ended() {
+				if ctx.Err() != nil {
+					err = errStopping
+				}
+				tx.Error(errorTable.Wire(err))
+			}
+		}
+		err = s.holdLock(ctx, sc.done, l, folder, value, func() error { return tx.SendRaw(rpc.Write, rpc.AppendBool(args(1), true)) }, lost)
+		if told {
+			return nil
+		}
+		return err
 	})
 }
 
 // holdLock takes the lock of folder under lease l, calls acquired once it is held, and
 // keeps it until release is closed (nil error) or it is lost (an error). The lock node
-// is removed on return.
-func (s *Service) holdLock(ctx context.Context, release <-chan struct{}, l *ownedLease, folder string, value []byte, acquired func() error) error {
+// is removed on return. When the lock was held and ends with an error, lost (if not
+// nil) is called with it first: the holder must hear that it lost the lock before
+// removing the node lets another client take it.
+func (s *Service) holdLock(ctx context.Context, release <-chan struct{}, l *ownedLease, folder string, value []byte, acquired func() error, lost func(error)) error {
 	created, rev, err := s.create(ctx, childPath(folder, lockPrefix), value, CreateOptions{Ephemeral: true, Sequence: true, Lease: l.id})
 	if err != nil {
 		return err
 	}
-	defer s.unlock(ctx, l, created)
+	// While the node exists, a revoke of l because it was lost here waits for this
+	// holder to have told its client (forget).
+	l.enter()
+	held := false
+	err = s.waitLock(ctx, release, l, folder, created, rev, func() error { held = true; return acquired() })
+	if err != nil && held && lost != nil {
+		lost(err)
+	}
+	l.leave()
+	s.unlock(ctx, l, created)
+	return err
+}
+
+// waitLock is holdLock's loop, with its node created.
+func (s *Service) waitLock(ctx context.Context, release <-chan struct{}, l *ownedLease, folder, created string, rev Revision, acquired func() error) error {
 	own, err := s.store.Watch(created, WatchExact, rev)
 	if err != nil {
 		return err
