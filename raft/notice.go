@@ -46,7 +46,9 @@ func (t *noticeTransport) AppendEntriesPipeline(id hraft.ServerID, target hraft.
 	if err != nil {
 		return nil, err
 	}
-	np := &noticePipeline{AppendPipeline: p, out: make(chan hraft.AppendFuture, 128), done: make(chan struct{})}
+	// out holds more answers than the pipeline keeps in flight (hashicorp's default: 2),
+	// so the look on the way never holds it back.
+	np := &noticePipeline{AppendPipeline: p, out: make(chan hraft.AppendFuture, 16), done: make(chan struct{})}
 	go np.forward(t.n, id, target)
 	return np, nil
 }
@@ -160,7 +162,7 @@ func (n *notices) acked(id hraft.ServerID, target hraft.ServerAddress, req *hraf
 	}
 	f := n.followers[id]
 	if f == nil {
-		f = &follower{kick: make(chan struct{}, 1)}
+		f = &follower{kick: make(chan struct{}, 1)} // one token: "there may be news"; send re-reads the state
 		n.followers[id] = f
 		n.wg.Go(func() { n.send(id, f) })
 	}
