@@ -215,6 +215,9 @@ func (n *notices) send(id hraft.ServerID, f *follower) {
 		case <-n.ctx.Done():
 			return
 		}
+		if n.ctx.Err() != nil {
+			return // stopping: both cases were ready and select took the kick
+		}
 		n.mu.Lock()
 		c := min(n.committed, f.match)
 		if c <= f.told || n.leader == nil {
