@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/cocaine/cocaine/node"
@@ -230,11 +229,11 @@ func appRemove(x *inv) error {
 	}
 	ctx, cancel := x.t.ctx(0)
 	defer cancel()
-	apps, err := x.t.storageFind(ctx, node.ManifestsCollection, appTags)
+	exists, err := x.t.storageHas(ctx, node.ManifestsCollection, appTags, name)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(apps, name) {
+	if !exists {
 		return notFound("application %q does not exist", name)
 	}
 	if err := x.t.storageRemove(ctx, node.ManifestsCollection, name); err != nil {
@@ -331,11 +330,11 @@ func appCheck(x *inv) error {
 	}
 	ctx, cancel := x.t.ctx(0)
 	defer cancel()
-	apps, err := x.t.storageFind(ctx, node.ManifestsCollection, appTags)
+	uploaded, err := x.t.storageHas(ctx, node.ManifestsCollection, appTags, name)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(apps, name) {
+	if !uploaded {
 		return notFound("application %q is not available (not uploaded)", name)
 	}
 	v, err := x.t.value(ctx, node.Name, "info", name, uint64(0))

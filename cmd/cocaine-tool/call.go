@@ -47,18 +47,14 @@ func callCmd(x *inv) error {
 		}
 		v := resolveJSON(r)
 		methods := map[string]any{}
-		for _, m := range r.Graph.Methods() {
-			if m.ID < rpc.ControlGoaway {
-				methods[m.Name] = map[string]any{"id": m.ID, "stream_in": streamsIn(m), "reply": replyKind(m.Upstream)}
-			}
-		}
-		v["methods"] = methods
 		tbl := &table{header: []string{"ID", "METHOD", "STREAM_IN", "REPLY"}}
 		for _, m := range r.Graph.Methods() {
 			if m.ID < rpc.ControlGoaway {
+				methods[m.Name] = map[string]any{"id": m.ID, "stream_in": streamsIn(m), "reply": replyKind(m.Upstream)}
 				tbl.add(m.ID, m.Name, streamsIn(m), replyKind(m.Upstream))
 			}
 		}
+		v["methods"] = methods
 		return x.show(v, tbl)
 	}
 	method := x.args[1]

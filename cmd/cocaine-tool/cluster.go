@@ -33,15 +33,7 @@ cluster's state by FILE's, on every host.`,
 }
 
 func clusterCall(method string) func(x *inv) error {
-	return func(x *inv) error {
-		ctx, cancel := x.t.ctx(0)
-		defer cancel()
-		v, err := x.t.value(ctx, cluster.Name, method)
-		if err != nil {
-			return err
-		}
-		return x.show(v, nil)
-	}
+	return func(x *inv) error { return x.showValue(cluster.Name, method) }
 }
 
 func clusterLeave(x *inv) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,6 +218,17 @@ func (t *tool) value(ctx context.Context, service, method string, args ...any) (
 	return decodeArgs(a)
 }
 
+// showValue makes a call and prints its reply, bounded by --timeout.
+func (x *inv) showValue(service, method string, args ...any) error {
+	ctx, cancel := x.t.ctx(0)
+	defer cancel()
+	v, err := x.t.value(ctx, service, method, args...)
+	if err != nil {
+		return err
+	}
+	return x.show(v, nil)
+}
+
 // decodeArgs decodes the args of a message: one value alone, several as an array, none
 // as nil.
 func decodeArgs(a rpc.Args) (any, error) {
@@ -291,6 +303,15 @@ func (t *tool) storageRemove(ctx context.Context, collection, key string) error 
 		return err
 	}
 	return nil
+}
+
+// storageHas reports whether key is among the keys of collection that carry tags.
+func (t *tool) storageHas(ctx context.Context, collection string, tags []string, key string) (bool, error) {
+	keys, err := t.storageFind(ctx, collection, tags)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(keys, key), nil
 }
 
 func (t *tool) storageFind(ctx context.Context, collection string, tags []string) ([]string, error) {

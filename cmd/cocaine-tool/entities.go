@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/cocaine/cocaine/node"
@@ -192,11 +191,11 @@ func (k kind) remove(x *inv) error {
 	}
 	ctx, cancel := x.t.ctx(0)
 	defer cancel()
-	names, err := x.t.storageFind(ctx, k.collection, k.tags)
+	exists, err := x.t.storageHas(ctx, k.collection, k.tags, name)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(names, name) {
+	if !exists {
 		fmt.Fprintf(x.t.env.stderr, "cocaine-tool: warning: %s %q did not exist\n", k.name, name)
 	}
 	if err := x.t.storageRemove(ctx, k.collection, name); err != nil {
@@ -315,13 +314,13 @@ func runlistAddApp(x *inv) error {
 	ctx, cancel := x.t.ctx(0)
 	defer cancel()
 	result := map[string]any{"runlist": name, "status": "modified", "added": map[string]any{"app": app, "profile": profile}}
-	names, err := x.t.storageFind(ctx, runlistKind.collection, runlistKind.tags)
+	exists, err := x.t.storageHas(ctx, runlistKind.collection, runlistKind.tags, name)
 	if err != nil {
 		return err
 	}
 	rl := map[string]any{}
 	switch {
-	case slices.Contains(names, name):
+	case exists:
 		if rl, err = runlistKind.read(ctx, x.t, name); err != nil {
 			return err
 		}
@@ -348,11 +347,11 @@ func runlistRemoveApp(x *inv) error {
 	}
 	ctx, cancel := x.t.ctx(0)
 	defer cancel()
-	names, err := x.t.storageFind(ctx, runlistKind.collection, runlistKind.tags)
+	exists, err := x.t.storageHas(ctx, runlistKind.collection, runlistKind.tags, name)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(names, name) {
+	if !exists {
 		return notFound("runlist %q is missing", name)
 	}
 	rl, err := runlistKind.read(ctx, x.t, name)

@@ -162,15 +162,7 @@ func resolveJSON(r rpc.ResolveResult) map[string]any {
 	return map[string]any{"endpoints": eps, "version": r.Version, "api": api}
 }
 
-func uuid(x *inv) error {
-	ctx, cancel := x.t.ctx(0)
-	defer cancel()
-	v, err := x.t.value(ctx, "locator", "uuid")
-	if err != nil {
-		return err
-	}
-	return x.show(v, nil)
-}
+func uuid(x *inv) error { return x.showValue("locator", "uuid") }
 
 // routing attaches to the locator's routing stream, takes its first dump of the rings and
 // turns each ring into the share of the hash space each app has, as the original.

@@ -56,13 +56,7 @@ func loggingGroup() *group {
 				if err != nil {
 					return badf("logging remove_filter: filter id %q is not a number", s)
 				}
-				ctx, cancel := x.t.ctx(0)
-				defer cancel()
-				v, err := x.t.value(ctx, "logging", "remove_filter", id)
-				if err != nil {
-					return err
-				}
-				return x.show(v, nil)
+				return x.showValue("logging", "remove_filter", id)
 			}, example: "cocaine-tool logging remove_filter -i 3"},
 	}}
 }
@@ -91,13 +85,7 @@ func setFilter(x *inv, method string) error {
 	if err != nil {
 		return badf("TTL should be a number of seconds, got %q", ttls)
 	}
-	ctx, cancel := x.t.ctx(0)
-	defer cancel()
-	v, err := x.t.value(ctx, "logging", method, name, filter, ttl)
-	if err != nil {
-		return err
-	}
-	return x.show(v, nil)
+	return x.showValue("logging", method, name, filter, ttl)
 }
 
 // listFilters is the original's: {logger: [{id, deadline, filter_definition,

@@ -50,15 +50,7 @@ SIGINT or SIGTERM. --timeout bounds the wait for the lock.`,
 }
 
 func unicornSimple(method string) func(x *inv) error {
-	return func(x *inv) error {
-		ctx, cancel := x.t.ctx(0)
-		defer cancel()
-		v, err := x.t.value(ctx, "unicorn", method, x.args[0])
-		if err != nil {
-			return err
-		}
-		return x.show(v, nil)
-	}
+	return func(x *inv) error { return x.showValue("unicorn", method, x.args[0]) }
 }
 
 func unicornCreate(x *inv) error {
@@ -66,13 +58,7 @@ func unicornCreate(x *inv) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := x.t.ctx(0)
-	defer cancel()
-	r, err := x.t.value(ctx, "unicorn", "create", x.args[0], v)
-	if err != nil {
-		return err
-	}
-	return x.show(r, nil)
+	return x.showValue("unicorn", "create", x.args[0], v)
 }
 
 func parseVersion(s string) (int64, error) {
@@ -92,13 +78,7 @@ func unicornPut(x *inv) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := x.t.ctx(0)
-	defer cancel()
-	r, err := x.t.value(ctx, "unicorn", "put", x.args[0], v, ver)
-	if err != nil {
-		return err
-	}
-	return x.show(r, nil)
+	return x.showValue("unicorn", "put", x.args[0], v, ver)
 }
 
 func unicornDel(x *inv) error {
@@ -109,13 +89,7 @@ func unicornDel(x *inv) error {
 			return err
 		}
 	}
-	ctx, cancel := x.t.ctx(0)
-	defer cancel()
-	r, err := x.t.value(ctx, "unicorn", "remove", x.args[0], ver)
-	if err != nil {
-		return err
-	}
-	return x.show(r, nil)
+	return x.showValue("unicorn", "remove", x.args[0], ver)
 }
 
 func unicornWatch(x *inv) error {
