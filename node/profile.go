@@ -100,7 +100,7 @@ func ParseProfile(name string, obj map[string]any) (Profile, error) {
 		if !ok {
 			return
 		}
-		f, ok := number(v)
+		f, ok := Number(v)
 		switch {
 		case !ok:
 			bad(key, "must be a number of seconds, got %s", typeName(v))
@@ -115,7 +115,7 @@ func ParseProfile(name string, obj map[string]any) (Profile, error) {
 		if !ok {
 			return false
 		}
-		f, ok := number(v)
+		f, ok := Number(v)
 		switch {
 		case !ok:
 			bad(key, "must be a non-negative integer, got %s", typeName(v))
@@ -196,8 +196,9 @@ func ParseProfile(name string, obj map[string]any) (Profile, error) {
 	return p, nil
 }
 
-// number accepts the numeric shapes msgpack decodes to.
-func number(v any) (float64, bool) {
+// Number reads a number from a decoded profile value, accepting the numeric shapes
+// msgpack decodes to; isolates read their args with it. It is a pure function.
+func Number(v any) (float64, bool) {
 	switch x := v.(type) {
 	case uint64:
 		return float64(x), true

@@ -77,21 +77,21 @@ func ParseArgs(m map[string]any) (Args, error) {
 			}
 			a.Class = s
 		case "cores":
-			f, ok := num(v)
+			f, ok := node.Number(v)
 			if !ok || f <= 0 || f > 4096 || math.IsNaN(f) {
 				bad("cores must be a number of cores above 0, got %v", v)
 				continue
 			}
 			a.Cores = f
 		case "memory_limit":
-			f, ok := num(v)
+			f, ok := node.Number(v)
 			if !ok || f < 1<<20 || f != math.Trunc(f) || f > 1<<50 {
 				bad("memory_limit must be a whole number of bytes, at least 1 MiB, got %v", v)
 				continue
 			}
 			a.MemoryLimit = int64(f)
 		case "pids_limit":
-			f, ok := num(v)
+			f, ok := node.Number(v)
 			if !ok || f < 1 || f != math.Trunc(f) || f > 1<<22 {
 				bad("pids_limit must be a positive whole number, got %v", v)
 				continue
@@ -104,18 +104,6 @@ func ParseArgs(m map[string]any) (Args, error) {
 		}
 	}
 	return a, errors.Join(errs...)
-}
-
-func num(v any) (float64, bool) {
-	switch x := v.(type) {
-	case uint64:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
 }
 
 // Factories returns the isolate under the names profiles use: "process" (the default)

@@ -245,7 +245,14 @@ func (p *proc) oomKilled() bool {
 	if p.cg == nil {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join(ControllerDir("memory", p.path), "memory.oom_control"))
+	return OOMKilled(filepath.Join(ControllerDir("memory", p.path), "memory.oom_control"))
+}
+
+// OOMKilled reports whether a cgroup's memory counters (v1 memory.oom_control, v2
+// memory.events; both count "oom_kill") say the OOM killer ended a process of the group.
+// An unreadable file counts as no kill.
+func OOMKilled(file string) bool {
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return false
 	}

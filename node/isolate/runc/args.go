@@ -79,7 +79,7 @@ func ParseArgs(m map[string]any) (Args, error) {
 				a.NetCeil = r
 			}
 		case "scratch_size":
-			f, ok := number(v)
+			f, ok := node.Number(v)
 			if !ok || f < 1<<20 || f != math.Trunc(f) || f > 1<<40 {
 				bad("scratch_size must be a whole number of bytes, at least 1 MiB, got %v", v)
 				continue
@@ -105,16 +105,4 @@ func ParseArgs(m map[string]any) (Args, error) {
 		}
 	}
 	return a, errors.Join(errs...)
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case uint64:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
 }

@@ -274,21 +274,10 @@ func (c *container) Wait() error {
 
 // oomKilled reads the memory controller's OOM kill count of the container's group.
 func (c *container) oomKilled() bool {
-	file, key := filepath.Join("/sys/fs/cgroup/memory", c.cgroup, "memory.oom_control"), "oom_kill"
 	if cgroups.IsCgroup2UnifiedMode() {
-		file = filepath.Join("/sys/fs/cgroup", c.cgroup, "memory.events")
+		return process.OOMKilled(filepath.Join("/sys/fs/cgroup", c.cgroup, "memory.events"))
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
-			n, _ := strconv.Atoi(f[1])
-			return n > 0
-		}
-	}
-	return false
+	return process.OOMKilled(filepath.Join(process.ControllerDir("memory", c.cgroup), "memory.oom_control"))
 }
 
 // release removes everything the container had, in reverse order of start, and
