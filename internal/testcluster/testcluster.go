@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/cocaine/cocaine/internal/daemon"
 	"github.com/cocaine/cocaine/internal/faultnet"
+	"github.com/cocaine/cocaine/node/isolate/process"
 	"github.com/cocaine/cocaine/rpc"
 )
 
@@ -84,7 +83,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	cgroupRoot := "/cocaine-tc-" + hex.EncodeToString(rnd[:])
-	t.Cleanup(func() { removeCgroups(cgroupRoot) })
+	t.Cleanup(func() { process.RemoveHierarchy(cgroupRoot) })
 	t.Cleanup(c.Close)
 	for i := range opts.Nodes {
 		n := &Node{c: c, Index: i, Name: "h" + strconv.Itoa(i), IP: fmt.Sprintf("127.0.0.%d", 11+i)}
@@ -310,24 +309,5 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 			t.Fatalf("not after %s: %v", timeout, err)
 		}
 		<-tick.C
-	}
-}
-
-// removeCgroups removes a cgroup root and what is below it (class groups, worker groups
-// left by a host that was killed), deepest first, in every v1 hierarchy the process
-// isolate uses.
-func removeCgroups(root string) {
-	for _, ctl := range []string{"cpu", "cpuacct", "memory", "pids"} {
-		base := filepath.Join("/sys/fs/cgroup", ctl, root)
-		var dirs []string
-		filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			os.Remove(dirs[i])
-		}
 	}
 }

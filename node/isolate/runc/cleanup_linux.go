@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cocaine/cocaine/node/isolate/process"
 	"github.com/moby/sys/mountinfo"
-	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 )
@@ -77,29 +77,10 @@ func unmountUnder(dir string) {
 	}
 }
 
-// hierarchies are the directories of every mounted cgroup hierarchy: each v1
-// controller's, the unified one in hybrid mode, or /sys/fs/cgroup on a v2-only host.
-func hierarchies() []string {
-	if cgroups.IsCgroup2UnifiedMode() {
-		return []string{"/sys/fs/cgroup"}
-	}
-	ents, err := os.ReadDir("/sys/fs/cgroup")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() { // the cpu,cpuacct style symlinks name hierarchies listed already
-			out = append(out, filepath.Join("/sys/fs/cgroup", e.Name()))
-		}
-	}
-	return out
-}
-
 // staleGroups are the container groups <root>/<class>/<prefix>* in every hierarchy.
 func staleGroups(root, prefix string) []string {
 	var out []string
-	for _, hier := range hierarchies() {
+	for _, hier := range process.Hierarchies() {
 		m, _ := filepath.Glob(filepath.Join(hier, root, "*", prefix+"*"))
 		out = append(out, m...)
 	}
@@ -126,19 +107,5 @@ func removeGroup(dir string) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond) // the kernel needs a moment to reap the killed
-	}
-}
-
-// removeClassGroups removes the node's class groups and its root group in every
-// hierarchy where they are empty; the process isolate makes them again when it needs them.
-func removeClassGroups(root string) {
-	for _, hier := range hierarchies() {
-		classes, _ := filepath.Glob(filepath.Join(hier, root, "*"))
-		for _, c := range classes {
-			if fi, err := os.Stat(c); err == nil && fi.IsDir() {
-				os.Remove(c) // fails while a worker group is in it, as it should
-			}
-		}
-		os.Remove(filepath.Join(hier, root))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/process"
 	"github.com/cocaine/cocaine/node/isolate/runc/runctest"
 )
 
@@ -90,7 +91,7 @@ exec sleep 600`
 // assertGone checks that a container left nothing: cgroups, rootfs, state.
 func assertGone(t *testing.T, h *Host, c *container) {
 	t.Helper()
-	for _, hier := range hierarchies() {
+	for _, hier := range process.Hierarchies() {
 		if _, err := os.Stat(filepath.Join(hier, c.cgroup)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("cgroup %s left in %s", c.cgroup, hier)
 		}

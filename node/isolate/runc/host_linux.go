@@ -16,6 +16,7 @@ import (
 
 	"github.com/cocaine/cocaine/internal/lifecycle"
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/process"
 	"github.com/cocaine/cocaine/node/netshape"
 )
 
@@ -176,7 +177,7 @@ func (h *Host) shutdown() {
 			h.log.Error("removing the container network failed", "err", err)
 		}
 	}
-	removeClassGroups(h.opts.CgroupRoot)
+	process.RemoveHierarchy(h.opts.CgroupRoot)
 	h.log.Info("runc isolate stopped")
 }
 

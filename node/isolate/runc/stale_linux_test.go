@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/cocaine/cocaine/node"
+	"github.com/cocaine/cocaine/node/isolate/process"
 	"github.com/cocaine/cocaine/node/isolate/runc/runctest"
 	"github.com/cocaine/cocaine/node/netshape"
 )
@@ -127,7 +128,7 @@ func TestStaleCleanup(t *testing.T) {
 	if _, err := nh.LinkByName(rep.Veth); err == nil {
 		t.Errorf("stale veth %s left", rep.Veth)
 	}
-	for _, hier := range hierarchies() {
+	for _, hier := range process.Hierarchies() {
 		if _, err := os.Stat(filepath.Join(hier, rep.Cgroup)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stale cgroup %s left in %s", rep.Cgroup, hier)
 		}
