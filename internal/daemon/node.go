@@ -46,6 +46,13 @@ func (d *Daemon) newNode(backend storage.Backend, reg *locator.Registry, lg *log
 	return nd, runcHost, err
 }
 
+// refusedRunc is a runc factory that refuses every profile with why.
+func refusedRunc(why string) node.IsolateFactory {
+	return node.IsolateFactory{Type: "runc", New: func(map[string]any) (node.Isolate, error) {
+		return nil, fmt.Errorf("%w: %s", node.ErrUnknownIsolate, why)
+	}}
+}
+
 // runner is a component that runs beside the services: Run blocks until ctx ends.
 type runner interface {
 	Run(ctx context.Context) error

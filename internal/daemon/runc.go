@@ -28,10 +28,3 @@ func (d *Daemon) newRunc(cgroupRoot string) (node.IsolateFactory, runner, error)
 	}
 	return h.Factory(), h, nil
 }
-
-// refusedRunc is a runc factory that refuses every profile with why.
-func refusedRunc(why string) node.IsolateFactory {
-	return node.IsolateFactory{Type: "runc", New: func(map[string]any) (node.Isolate, error) {
-		return nil, fmt.Errorf("%w: %s", node.ErrUnknownIsolate, why)
-	}}
-}
