@@ -105,26 +105,11 @@ func nodeEchoArchive(t testing.TB) []byte {
 	return tarGz(t, files)
 }
 
-// uploadArchive writes an app's archive, manifest and profile through storage.
+// uploadArchive writes an app's archive, manifest and profile through storage and
+// starts it.
 func uploadArchive(t *testing.T, n *node, name string, archive []byte, slave string, profile map[string]any) {
 	t.Helper()
-	st := connect(t, n, "storage")
-	if profile == nil {
-		profile = map[string]any{}
-	}
-	for _, w := range []struct {
-		coll  string
-		value []byte
-		tags  []string
-	}{
-		{"apps", marshal(t, archive), []string{"app"}},
-		{"manifests", marshal(t, map[string]any{"slave": slave}), []string{"app"}},
-		{"profiles", marshal(t, profile), []string{"profile"}},
-	} {
-		if _, err := call(t, st, "write", w.coll, name, w.value, w.tags); err != nil {
-			t.Fatalf("write %s/%s: %v", w.coll, name, err)
-		}
-	}
+	writeApp(t, n, name, archive, map[string]any{"slave": slave}, profile)
 	nc := connect(t, n, "node")
 	if _, err := call(t, nc, "start_app", name, name); err != nil {
 		t.Fatalf("start_app %s: %v", name, err)

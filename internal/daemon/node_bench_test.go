@@ -19,6 +19,20 @@ func benchNode(b *testing.B, profile map[string]any) (*node, *rpc.Conn) {
 	cfg.Logging.Sinks = nil
 	cfg.Node.CgroupRoot = "/cocaine-bench"
 	b.Cleanup(func() { removeCgroupRoot(b, cfg.Node.CgroupRoot) })
+	n := benchDaemon(b, cfg)
+	echo := goBinary(b, "github.com/cocaine/cocaine/examples/echo")
+	benchStart(b, n, "echo", tarGz(b, map[string]string{"echo": echo}), "echo", profile)
+	c, err := rpc.Service(context.Background(), n.locator(), "echo", rpc.DialConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return n, c
+}
+
+// benchDaemon runs a daemon with cfg until the benchmark ends and waits until it is
+// ready. Register cleanups that need the daemon stopped (its cgroup root) before.
+func benchDaemon(b *testing.B, cfg daemon.Config) *node {
 	d, err := daemon.New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -32,9 +46,12 @@ func benchNode(b *testing.B, profile map[string]any) (*node, *rpc.Conn) {
 	case err := <-done:
 		b.Fatal(err)
 	}
-	n := &node{d: d, cfg: cfg}
-	echo := goBinary(b, "github.com/cocaine/cocaine/examples/echo")
-	archive := tarGz(b, map[string]string{"echo": echo})
+	return &node{d: d, cfg: cfg}
+}
+
+// benchStart uploads an app through storage and starts it.
+func benchStart(b *testing.B, n *node, name string, archive []byte, slave string, profile map[string]any) {
+	ctx := context.Background()
 	if profile == nil {
 		profile = map[string]any{}
 	}
@@ -53,25 +70,19 @@ func benchNode(b *testing.B, profile map[string]any) (*node, *rpc.Conn) {
 		m    string
 		args []any
 	}{
-		{st, "write", []any{"apps", "echo", marshal(b, archive), []string{"app"}}},
-		{st, "write", []any{"manifests", "echo", marshal(b, map[string]any{"slave": "echo"}), []string{"app"}}},
-		{st, "write", []any{"profiles", "echo", marshal(b, profile), []string{"profile"}}},
-		{nd, "start_app", []any{"echo", "echo"}},
+		{st, "write", []any{"apps", name, marshal(b, archive), []string{"app"}}},
+		{st, "write", []any{"manifests", name, marshal(b, map[string]any{"slave": slave}), []string{"app"}}},
+		{st, "write", []any{"profiles", name, marshal(b, profile), []string{"profile"}}},
+		{nd, "start_app", []any{name, name}},
 	} {
 		ch, err := c.conn.Call(ctx, c.m, c.args...)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if _, err := ch.Get(ctx); err != nil {
-			b.Fatalf("%s: %v", c.m, err)
+			b.Fatalf("%s %s: %v", c.m, name, err)
 		}
 	}
-	c, err := rpc.Service(context.Background(), n.locator(), "echo", rpc.DialConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return n, c
 }
 
 // pingApp is one small request: enqueue("ping"), one chunk, close, one chunk back, close.
@@ -98,6 +109,32 @@ func pingApp(ctx context.Context, c *rpc.Conn, enqueue rpc.Method, args rpc.Raw)
 			return nil
 		}
 	}
+}
+
+// throughput sends b.N requests over c, inflight at once, and reports requests/s. It
+// resets the timer first.
+func throughput(ctx context.Context, b *testing.B, c *rpc.Conn, enqueue rpc.Method, args rpc.Raw, inflight int) {
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	work := make(chan struct{}, inflight) // a token per request still to send
+	go func() {
+		for range b.N {
+			work <- struct{}{}
+		}
+		close(work)
+	}()
+	for range inflight {
+		wg.Go(func() {
+			for range work {
+				if err := pingApp(ctx, c, enqueue, args); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
 
 func percentile(ds []time.Duration, p float64) float64 {
@@ -144,42 +181,22 @@ func BenchmarkAppThroughput(b *testing.B) {
 				b.Fatal(err)
 			}
 			ctl.Write(int64(2))
-			waitActive(b, n, 2)
+			waitActive(b, n, "echo", 2)
 			enqueue, _ := c.Graph().MethodByName("enqueue")
 			args, _ := rpc.AppendArgs(nil, "ping")
 			if err := pingApp(ctx, c, enqueue, args); err != nil {
 				b.Fatal(err)
 			}
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			work := make(chan struct{}, inflight) // a token per request still to send
-			go func() {
-				for range b.N {
-					work <- struct{}{}
-				}
-				close(work)
-			}()
-			for range inflight {
-				wg.Go(func() {
-					for range work {
-						if err := pingApp(ctx, c, enqueue, args); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+			throughput(ctx, b, c, enqueue, args, inflight)
 			ctl.Close()
 		})
 	}
 }
 
-// activeWorkers counts the app's active workers, from node.info.
-func activeWorkers(b *testing.B, nc *rpc.Conn) (active, all int) {
+// activeWorkers counts app's workers, and the active ones, from node.info.
+func activeWorkers(b *testing.B, nc *rpc.Conn, app string) (active, all int) {
 	ctx := context.Background()
-	ch, err := nc.Call(ctx, "info", "echo", uint32(1))
+	ch, err := nc.Call(ctx, "info", app, uint32(1))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -198,20 +215,20 @@ func activeWorkers(b *testing.B, nc *rpc.Conn) (active, all int) {
 	return active, len(s)
 }
 
-// waitActive waits until the echo app has want active workers.
-func waitActive(b *testing.B, n *node, want int) {
+// waitActive waits until app has want active workers.
+func waitActive(b *testing.B, n *node, app string, want int) {
 	nc, err := rpc.Service(context.Background(), n.locator(), "node", rpc.DialConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // the Python and Node.js workers start slower
 	for {
-		if a, _ := activeWorkers(b, nc); a == want {
+		if a, _ := activeWorkers(b, nc, app); a == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("the pool never reached %d active workers", want)
+			b.Fatalf("%s never reached %d active workers", app, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -228,7 +245,7 @@ func BenchmarkWorkerColdStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	active := func() (int, int) { return activeWorkers(b, nc) }
+	active := func() (int, int) { return activeWorkers(b, nc, "echo") }
 	var lat []time.Duration
 	b.ResetTimer()
 	for b.Loop() {

@@ -46,21 +46,31 @@ func TestMain(m *testing.M) {
 // executable's path.
 func goBinary(t testing.TB, pkg string) string {
 	t.Helper()
+	return buildOnce(t, pkg, pkg, filepath.Base(pkg))
+}
+
+// buildOnce builds pkg into binDir/name, with env added to the environment, the first
+// time key is asked for, and returns the executable's path.
+func buildOnce(t testing.TB, key, pkg, name string, env ...string) string {
+	t.Helper()
 	binMu.Lock()
 	defer binMu.Unlock()
-	if p, ok := binMade[pkg]; ok {
+	if p, ok := binMade[key]; ok {
 		return p
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	out := filepath.Join(binDir, filepath.Base(pkg))
+	out := filepath.Join(binDir, name)
 	cmd := exec.Command(gobin, "build", "-o", out, pkg)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
-	binMade[pkg] = out
+	binMade[key] = out
 	return out
 }
 
@@ -179,27 +189,33 @@ type appSpec struct {
 // the storage service, as cocaine-tool does.
 func upload(t *testing.T, n *node, a appSpec) {
 	t.Helper()
-	st := connect(t, n, "storage")
 	archive := tarGz(t, map[string]string{"bin/" + filepath.Base(a.binary): a.binary})
 	manifest := map[string]any{"slave": "bin/" + filepath.Base(a.binary)}
 	if a.env != nil {
 		manifest["environment"] = a.env
 	}
-	profile := a.profile
+	writeApp(t, n, a.name, archive, manifest, a.profile)
+}
+
+// writeApp writes an app's archive, manifest and profile (nil for an empty one), all
+// named name, through the storage service.
+func writeApp(t *testing.T, n *node, name string, archive []byte, manifest, profile map[string]any) {
+	t.Helper()
+	st := connect(t, n, "storage")
 	if profile == nil {
 		profile = map[string]any{}
 	}
 	for _, w := range []struct {
-		coll, key string
-		value     []byte
-		tags      []string
+		coll  string
+		value []byte
+		tags  []string
 	}{
-		{"apps", a.name, marshal(t, archive), []string{"app"}},
-		{"manifests", a.name, marshal(t, manifest), []string{"app"}},
-		{"profiles", a.name, marshal(t, profile), []string{"profile"}},
+		{"apps", marshal(t, archive), []string{"app"}},
+		{"manifests", marshal(t, manifest), []string{"app"}},
+		{"profiles", marshal(t, profile), []string{"profile"}},
 	} {
-		if _, err := call(t, st, "write", w.coll, w.key, w.value, w.tags); err != nil {
-			t.Fatalf("write %s/%s: %v", w.coll, w.key, err)
+		if _, err := call(t, st, "write", w.coll, name, w.value, w.tags); err != nil {
+			t.Fatalf("write %s/%s: %v", w.coll, name, err)
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocaine/cocaine/internal/daemon"
 	"github.com/cocaine/cocaine/node/isolate/runc"
 	"github.com/cocaine/cocaine/node/isolate/runc/runctest"
 	"github.com/cocaine/cocaine/rpc"
@@ -35,26 +34,14 @@ func BenchmarkRuncProdLatency(b *testing.B) {
 	cfg.DataDir = b.TempDir()
 	cfg.Node.CgroupRoot = "/cocaine-bench-runc"
 	cfg.Node.Runc = &runc.Config{BasesDir: runctest.Bases(b)}
-	b.Cleanup(func() { removeCgroupRoot(&testing.T{}, cfg.Node.CgroupRoot) })
-	d, err := daemon.New(cfg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1) // Run's result
-	go func() { done <- d.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	<-d.Ready()
-	n := &node{d: d, cfg: cfg}
+	b.Cleanup(func() { removeCgroupRoot(b, cfg.Node.CgroupRoot) })
+	n := benchDaemon(b, cfg)
+	ctx := context.Background()
 	echo := staticBinary(b, "../../examples/echo")
 	hog := filepath.Join(b.TempDir(), "hog")
 	if err := os.WriteFile(hog, []byte(hogScript), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	st, _ := rpc.Service(ctx, n.locator(), "storage", rpc.DialConfig{})
-	nd, _ := rpc.Service(ctx, n.locator(), "node", rpc.DialConfig{})
-	defer st.Close()
-	defer nd.Close()
 	for _, a := range []struct {
 		name, slave string
 		files       map[string]string
@@ -66,25 +53,7 @@ func BenchmarkRuncProdLatency(b *testing.B) {
 		{"hogprod", "hog", map[string]string{"echo": echo, "hog": hog}, map[string]any{"base": "busybox", "class": "prod"}},
 	} {
 		profile := map[string]any{"pool-limit": 1, "isolate": map[string]any{"type": "runc", "args": a.args}}
-		for _, w := range []struct {
-			coll string
-			v    any
-		}{{"apps", tarGz(b, a.files)}, {"manifests", map[string]any{"slave": a.slave}}, {"profiles", profile}} {
-			ch, err := st.Call(ctx, "write", w.coll, a.name, marshal(b, w.v), []string{"app"})
-			if err == nil {
-				_, err = ch.Get(ctx)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		ch, err := nd.Call(ctx, "start_app", a.name, a.name)
-		if err == nil {
-			_, err = ch.Get(ctx)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
+		benchStart(b, n, a.name, tarGz(b, a.files), a.slave, profile)
 	}
 	conn := func(name string) (*rpc.Conn, rpc.Method, rpc.Raw) {
 		c, err := rpc.Service(ctx, n.locator(), name, rpc.DialConfig{})
@@ -141,6 +110,11 @@ func BenchmarkRuncProdLatency(b *testing.B) {
 	before, t0 := usage(), time.Now()
 	measure("batch")
 	b.ReportMetric((usage()-before)/float64(time.Since(t0).Nanoseconds())*100, "batch-cpu-%")
+	nd, err := rpc.Service(ctx, n.locator(), "node", rpc.DialConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nd.Close()
 	ch, err := nd.Call(ctx, "pause_app", "hog")
 	if err == nil {
 		_, err = ch.Get(ctx)

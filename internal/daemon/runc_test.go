@@ -4,9 +4,7 @@ package daemon_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,24 +20,7 @@ import (
 // busybox under it can run.
 func staticBinary(t testing.TB, pkg string) string {
 	t.Helper()
-	binMu.Lock()
-	defer binMu.Unlock()
-	key := "static:" + pkg
-	if p, ok := binMade[key]; ok {
-		return p
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out := filepath.Join(binDir, "static-"+filepath.Base(pkg))
-	cmd := exec.Command(gobin, "build", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-	binMade[key] = out
-	return out
+	return buildOnce(t, "static:"+pkg, pkg, "static-"+filepath.Base(pkg), "CGO_ENABLED=0")
 }
 
 // runcConfig is nodeTestConfig with the runc isolate on, its bases holding busybox.
