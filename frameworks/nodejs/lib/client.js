@@ -15,7 +15,7 @@
 
 const { Connection, parseEndpoint } = require('./connection');
 const {
-  ClosedUpstream, CocaineError, InvalidMessage, NotConnected, ServiceError, StreamClosed, TimeoutError, decodeError,
+  ClosedUpstream, InvalidMessage, NotConnected, ServiceError, StreamClosed, TimeoutError, decodeError,
 } = require('./errors');
 const { Graph, LOCATOR_GRAPH, State } = require('./protocol');
 const { normalizeHeaders } = require('./wire');
@@ -289,4 +289,4 @@ async function service(name, options) {
   return new Service(name, options).connect();
 }
 
-module.exports = { Channel, Locator, Message, Service, service, DEFAULT_TIMEOUT, CocaineError };
+module.exports = { Channel, Locator, Message, Service, service, DEFAULT_TIMEOUT };

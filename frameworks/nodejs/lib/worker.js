@@ -110,7 +110,7 @@ class Request extends Readable {
     return Buffer.concat(out);
   }
 
-  // frame takes one frame of the channel (the connection calls it); true once it ended.
+  // receive takes one frame of the channel (the connection calls it); true once it ended.
   receive(f) {
     if (f.type === 0) {
       if (!Buffer.isBuffer(f.args[0])) {
@@ -236,6 +236,7 @@ class Worker {
     const timers = new Set();
     let echo = null;
     let terminate;
+    let beat;
     const outcome = new Promise((resolve, reject) => {
       this._stop = () => resolve({ stop: true });
       terminate = (code, reason) => resolve({ terminate: [code, reason] });
@@ -243,7 +244,7 @@ class Worker {
         const e = conn.error;
         reject(new NotConnected(`lost the node: ${e.reason || e.message}`));
       });
-      const beat = () => {
+      beat = () => {
         if (conn.error) return;
         conn.send(ch, 0, []).catch(() => {});
         const disown = setTimeout(() => reject(new Disowned(`the node did not echo a heartbeat within ${this.disownTimeout} ms`)), this.disownTimeout);
@@ -256,7 +257,6 @@ class Worker {
           timers.add(next);
         };
       };
-      this._beat = beat;
     });
     outcome.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
     const control = {
@@ -277,7 +277,7 @@ class Worker {
     };
     const ch = conn.open(control);
     await conn.send(ch, 0, [this.args.uuid]); // handshake
-    this._beat();
+    beat();
     try {
       const r = await outcome;
       this.stopping = true;

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .connection import Connection, parse_endpoint
-from .errors import ClosedUpstream, CocaineError, InvalidMessage, NotConnected, ServiceError, StreamClosed, decode_error
+from .errors import (ClosedUpstream, InvalidMessage, NotConnected, ServiceError, StreamClosed, decode_error,
+                     message_of)
 from .protocol import LOCATOR_GRAPH, Graph, Method, State
 from .wire import Frame, Trace, normalize_headers
 
@@ -182,8 +183,7 @@ class Channel:
         return False
 
     def discard(self, error: Exception) -> None:
-        reason = error.message if isinstance(error, CocaineError) else str(error)
-        e = NotConnected(f"{self._what()}: the connection ended: {reason}")
+        e = NotConnected(f"{self._what()}: the connection ended: {message_of(error)}")
         e.__cause__ = error
         self._put(e)
         self._ended = True

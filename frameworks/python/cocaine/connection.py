@@ -14,7 +14,7 @@ import asyncio
 import socket
 from typing import Any, Callable, Protocol, Sequence
 
-from .errors import CocaineError, NotConnected, ProtocolError
+from .errors import NotConnected, ProtocolError, message_of
 from .wire import DEFAULT_MAX_FRAME_SIZE, Frame, FrameDecoder, encode_frame
 
 READ_SIZE = 256 << 10
@@ -129,8 +129,7 @@ class Connection:
 
     def _check(self) -> None:
         if self._error is not None:
-            e = self._error
-            raise NotConnected(e.message if isinstance(e, CocaineError) else str(e))
+            raise NotConnected(message_of(self._error))
 
     async def _read_loop(self) -> None:
         err: Exception = NotConnected(f"{self.name or 'connection'}: closed by the peer")

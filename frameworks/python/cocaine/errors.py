@@ -108,6 +108,11 @@ class StreamClosed(EOFError):
     """The stream has ended: the peer sent close, or a terminal message was received."""
 
 
+def message_of(e: BaseException) -> str:
+    """An error's text: a CocaineError's message without its [category:code], else str(e)."""
+    return e.message if isinstance(e, CocaineError) else str(e)
+
+
 def decode_error(args: list, service: str = "") -> ServiceError:
     """Builds the error of an ``error`` message's args: ``[[category, code], message?]``."""
     try:

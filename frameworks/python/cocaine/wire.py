@@ -12,6 +12,7 @@ may be integers (dispatch graphs are int-keyed).
 
 from __future__ import annotations
 
+import random
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
@@ -203,6 +204,10 @@ def normalize_headers(headers: Any) -> list[tuple[str, bytes]]:
     return out
 
 
+def _random_span() -> int:
+    return random.randint(1, (1 << 63) - 2)
+
+
 @dataclass(frozen=True)
 class Trace:
     """A channel's tracing context (protocol.md §5.4): three 64-bit ids, sent as 8 raw
@@ -218,13 +223,11 @@ class Trace:
 
     def child(self) -> "Trace":
         """A new span under this one, for the calls a handler makes on its request's behalf."""
-        import random
-        return Trace(self.trace_id, random.randint(1, (1 << 63) - 2), self.span_id)
+        return Trace(self.trace_id, _random_span(), self.span_id)
 
     @classmethod
     def new(cls) -> "Trace":
-        import random
-        return cls(random.randint(1, (1 << 63) - 2), random.randint(1, (1 << 63) - 2), 0)
+        return cls(_random_span(), _random_span(), 0)
 
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[str, bytes]]) -> "Trace | None":
@@ -264,7 +267,9 @@ class Frame:
 
     def encode(self, encoder: HeaderEncoder | None = None) -> bytes:
         enc = encoder if encoder is not None else HeaderEncoder()
-        args = self.raw_args if self.raw_args is not None else pack(list(self.args))
+        args = self.raw_args  # parses the wire bytes: once
+        if args is None:
+            args = pack(list(self.args))
         return b"\x94" + pack(self.channel) + pack(self.type) + args + enc.encode(self.headers)
 
 
@@ -276,9 +281,10 @@ def encode_frame(channel: int, typ: int, args: Sequence[Any], headers: Sequence[
     except (TypeError, OverflowError, ValueError) as e:
         raise TypeError(f"cocaine: cannot encode the arguments {args!r}: {e}") from None
     if not headers:
-        return b"\x94" + pack(channel) + pack(typ) + body + b"\x90"
-    enc = encoder if encoder is not None else HeaderEncoder()
-    return b"\x94" + pack(channel) + pack(typ) + body + enc.encode(headers)
+        hs = b"\x90"
+    else:
+        hs = (encoder if encoder is not None else HeaderEncoder()).encode(headers)
+    return b"\x94" + pack(channel) + pack(typ) + body + hs
 
 
 class FrameDecoder:

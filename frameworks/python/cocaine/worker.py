@@ -41,7 +41,7 @@ from typing import Any, Awaitable, Callable
 
 from . import errors
 from .connection import Connection, parse_endpoint
-from .errors import ClosedUpstream, CocaineError, NotConnected, StreamClosed, decode_error
+from .errors import ClosedUpstream, CocaineError, NotConnected, StreamClosed, decode_error, message_of
 from .logger import Logger
 from .wire import Frame, Trace
 
@@ -81,7 +81,7 @@ def parse_args(argv: list[str]) -> WorkerArgs:
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if not arg.startswith("--") and not arg.startswith("-"):
+        if not arg.startswith("-"):
             problems.append(f"unexpected argument {arg!r}")
             i += 1
             continue
@@ -192,8 +192,7 @@ class Request:
         return True
 
     def discard(self, error: Exception) -> None:
-        reason = error.message if isinstance(error, CocaineError) else str(error)
-        e = NotConnected(f"event {self.event!r}: the connection to the node ended: {reason}")
+        e = NotConnected(f"event {self.event!r}: the connection to the node ended: {message_of(error)}")
         e.__cause__ = error
         self._finish(e)
 
@@ -364,8 +363,7 @@ class Worker:
                 return
             if beats in done and beats.exception() is not None:
                 raise beats.exception()
-            err = conn.error
-            raise NotConnected(f"lost the node: {err.message if isinstance(err, CocaineError) else err}")
+            raise NotConnected(f"lost the node: {message_of(conn.error)}")
         finally:
             for t in (beats, closed, stop):
                 t.cancel()
