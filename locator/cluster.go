@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -65,7 +66,6 @@ const DefaultPrefix = "/cocaine/locator"
 type remote struct {
 	host      string
 	endpoints []rpc.Endpoint
-	eps       rpc.Raw // the endpoints, encoded
 	version   uint64
 	graph     rpc.Raw // nil: non-native
 	weight    uint32
@@ -154,7 +154,6 @@ func decodeAnnounce(host string, b []byte) (*remote, error) {
 	if len(r.endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no endpoints", errAnnounce)
 	}
-	r.eps, _ = rpc.Endpoints(r.endpoints).AppendMsgpack(nil)
 	return r, nil
 }
 
@@ -303,11 +302,7 @@ func (x *index) lookup(name string) []*remote {
 func (x *index) cluster() map[string][]rpc.Endpoint {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make(map[string][]rpc.Endpoint, len(x.hosts))
-	for h, eps := range x.hosts {
-		out[h] = eps
-	}
-	return out
+	return maps.Clone(x.hosts)
 }
 
 // watchChan is closed at the next change.
@@ -338,7 +333,8 @@ func (s *Service) servicePath(name string) string {
 
 // announcing reports whether e is announced to the other hosts.
 func (s *Service) announcing(e *Entry) bool {
-	return !e.Restricted && e.Name != Name && !slices.Contains(s.cfg.Restrict, e.Name) && e.Name != "." && e.Name != ".."
+	// "." and ".." would not survive as path segments.
+	return s.announced(e) && e.Name != "." && e.Name != ".."
 }
 
 // announce keeps this host's services in the store under its lease: all of them once a

@@ -25,20 +25,13 @@ type Entry struct {
 }
 
 // info encodes [endpoints, version, graph]; endpoints empty for a withdrawn service.
+// graphRaw must be set.
 func (e *Entry) info(withdrawn bool) rpc.Raw {
-	b := rpc.AppendArrayHeader(nil, 3)
+	eps := e.Endpoints
 	if withdrawn {
-		b = rpc.AppendArrayHeader(b, 0)
-	} else {
-		b, _ = rpc.Endpoints(e.Endpoints).AppendMsgpack(b)
+		eps = nil
 	}
-	if e.Graph == nil {
-		b = rpc.AppendUint(b, 0)
-		return rpc.AppendMapHeader(b, 0)
-	}
-	b = rpc.AppendUint(b, e.Version)
-	b, _ = e.Graph.AppendMsgpack(b)
-	return b
+	return appendResolved(eps, nil, e.Version, e.graphRaw)
 }
 
 // Update is a change of the registry: an entry exposed, or withdrawn (Removed).
@@ -69,10 +62,10 @@ func (r *Registry) Expose(e Entry) (withdraw func(), err error) {
 		return nil, fmt.Errorf("%w: a service needs a name", ErrInvalidGroup)
 	}
 	ent := &e
-	ent.resolved = ent.info(false)
 	if ent.Graph != nil {
 		ent.graphRaw, _ = ent.Graph.AppendMsgpack(nil)
 	}
+	ent.resolved = ent.info(false)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.entries[e.Name]; ok {

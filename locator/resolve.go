@@ -37,18 +37,18 @@ func (s *Service) Resolve(name string) (rpc.Raw, error) {
 	} else {
 		version, graph = order[0].version, order[0].graph
 	}
-	same := order[:0:0]
-	for _, r := range order {
-		if r.version == version && string(r.graph) == string(graph) {
-			same = append(same, r)
-		}
-	}
 	if !lok && s.proxies != nil {
 		ep, err := s.proxies.endpoint(name)
 		if err != nil {
 			return nil, err
 		}
 		return appendResolved([]rpc.Endpoint{ep}, nil, version, graph), nil
+	}
+	same := order[:0:0]
+	for _, r := range order {
+		if r.version == version && string(r.graph) == string(graph) {
+			same = append(same, r)
+		}
 	}
 	var eps []rpc.Endpoint
 	if lok {

@@ -296,12 +296,18 @@ func (s *Service) connect(ctx context.Context, req *rpc.Request) error {
 	return nil
 }
 
+// announced reports whether e is shown to other hosts: not restricted, and not the
+// locator itself.
+func (s *Service) announced(e *Entry) bool {
+	return !e.Restricted && e.Name != Name && !slices.Contains(s.cfg.Restrict, e.Name)
+}
+
 func (s *Service) sendServices(tx *rpc.Tx, es []*Entry, removed, snapshot bool) error {
 	b := rpc.AppendArrayHeader(nil, 2)
 	b = rpc.AppendString(b, s.cfg.UUID)
 	var announced []*Entry
 	for _, e := range es {
-		if !e.Restricted && e.Name != Name && !slices.Contains(s.cfg.Restrict, e.Name) {
+		if s.announced(e) {
 			announced = append(announced, e)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -176,7 +175,7 @@ func (b *Blobs) MaxBlobSize() int { return b.cfg.MaxBlobSize }
 func (b *Blobs) self() holder {
 	var eps []rpc.Endpoint
 	for _, ep := range b.endpoints() {
-		if ip := net.ParseIP(ep.Host); ip != nil && len(ep.Host) <= 64 && ep.Port != 0 && len(eps) < maxHolderEndpoints {
+		if holderIP(ep.Host) && ep.Port != 0 && len(eps) < maxHolderEndpoints {
 			eps = append(eps, ep)
 		}
 	}

@@ -219,22 +219,15 @@ func (s *blobStore) syncDir() error {
 // get returns ErrCorrupt, so the next get reports errNoBlob and the blob can be fetched
 // again.
 func (s *blobStore) get(d Digest) ([]byte, error) {
-	f, err := os.Open(s.path(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errNoBlob
-	}
+	f, size, err := s.open(d)
 	if err != nil {
-		return nil, fmt.Errorf("storage: blob %s: %w", d, err)
+		return nil, err
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("storage: blob %s: %w", d, err)
+	if size > int64(s.maxSize) {
+		return nil, s.corrupt(d, fmt.Errorf("%d bytes, over the limit of %d", size, s.maxSize))
 	}
-	if info.Size() > int64(s.maxSize) {
-		return nil, s.corrupt(d, fmt.Errorf("%d bytes, over the limit of %d", info.Size(), s.maxSize))
-	}
-	data := make([]byte, info.Size())
+	data := make([]byte, size)
 	if _, err := io.ReadFull(f, data); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, s.corrupt(d, errors.New("the file shrank while it was read"))
@@ -258,7 +251,7 @@ func (s *blobStore) corrupt(d Digest, why error) error {
 }
 
 // open returns the file of d for streaming and its size, or errNoBlob. The caller checks
-// the digest as it reads (see blobReader).
+// the digest as it reads (see sendBlob).
 func (s *blobStore) open(d Digest) (*os.File, int64, error) {
 	f, err := os.Open(s.path(d))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -187,6 +187,13 @@ func decodeHolder(d *rpc.Decoder) (holder, error) {
 	return h, nil
 }
 
+// holderIP reports whether host is an endpoint address the formats accept. ParseIP
+// accepts a zone-less address only, so the text is one of a few canonical spellings; a
+// bound keeps hostile ones short.
+func holderIP(host string) bool {
+	return len(host) <= 64 && !strings.ContainsRune(host, '%') && net.ParseIP(host) != nil
+}
+
 // decodeEndpoint reads [ip, port]: a literal IP (as the locator publishes them) and a
 // port from 1 to 65535.
 func decodeEndpoint(d *rpc.Decoder) (rpc.Endpoint, error) {
@@ -201,9 +208,7 @@ func decodeEndpoint(d *rpc.Decoder) (rpc.Endpoint, error) {
 	if ep.Host, err = d.String(); err != nil {
 		return ep, malformed("endpoint address", err)
 	}
-	// ParseIP accepts a zone-less address only, so the text is one of a few canonical
-	// spellings; a bound keeps hostile ones short.
-	if len(ep.Host) > 64 || strings.ContainsRune(ep.Host, '%') || net.ParseIP(ep.Host) == nil {
+	if !holderIP(ep.Host) {
 		return ep, fmt.Errorf("%w: malformed endpoint: %s is not an IP address", ErrCorrupt, displayName(ep.Host))
 	}
 	port, err := d.Uint()
