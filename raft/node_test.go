@@ -149,6 +149,17 @@ func TestLeaderFailover(t *testing.T) {
 	nodes := cluster(t, 3, nil)
 	leader := waitLeader(t, nodes)
 	set(t, leader, "before", "1")
+	// hashicorp's voters refuse votes to a candidate missing from their own latest
+	// configuration: a follower that has not yet received the entry adding the third
+	// server could never elect it. Stop the leader once every server holds all three.
+	eventually(t, 20*time.Second, func() error {
+		for _, tn := range nodes {
+			if servers, _, err := tn.n.configuration(); err != nil || len(servers) != 3 {
+				return fmt.Errorf("%s knows %d servers (%v)", tn.cfg.ID, len(servers), err)
+			}
+		}
+		return nil
+	})
 	leader.stop()
 	var rest []*testNode
 	for _, tn := range nodes {
