@@ -12,7 +12,7 @@ import (
 type Config struct {
 	// ID identifies this server in the cluster for all time (the node's uuid).
 	ID string
-	// Dir holds the raft log and stable store (raft.db) and the snapshots.
+	// Dir holds the raft log and stable store (wal/) and the snapshots.
 	Dir string
 	// Bind is the host:port the raft port listens on, unless Listener is set.
 	Bind string

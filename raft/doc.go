@@ -1,6 +1,6 @@
-// Package raft is the consensus layer of a cocaine cluster: hashicorp/raft with
-// raft-boltdb/v2 logs (fsync on), one group per cluster. It replicates opaque commands
-// into an FSM and knows nothing of keys, apps or services.
+// Package raft is the consensus layer of a cocaine cluster: hashicorp/raft with its log
+// in hashicorp/raft-wal (one fdatasync per append), one group per cluster. It
+// replicates opaque commands into an FSM and knows nothing of keys, apps or services.
 //
 // # The caller's loop
 //
@@ -49,6 +49,13 @@
 // command may or may not be; ErrTooLarge, ErrStopped, ErrNotMember, ErrBadSnapshot and
 // ErrUnknownMethod/ErrRemote (LeaderCall) say what they say. Callers match with
 // errors.Is.
+//
+// # The data dir
+//
+// Config.Dir holds LOCK (a second process on the same dir fails at once), wal/ (the log
+// and the term and vote) and the snapshots. A raft.db left by a version that used
+// raft-boltdb is copied into wal/ at start and kept as raft.db.migrated; logstore.go
+// says why the WAL and how the copy survives a crash.
 //
 // # Snapshots and backups
 //

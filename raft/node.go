@@ -10,14 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // LeaderHandler serves a LeaderCall on the leader. Domain errors (a lease that is gone)
@@ -149,16 +146,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	hlog := newHCLogger(n.log)
 
-	// The freelist is not written at each commit (bbolt rebuilds it when the file is
-	// opened): fewer pages per append, and appends are the hot path.
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
+	store, err := openLogStore(cfg.Dir, hlog, n.log)
 	if err != nil {
-		return fmt.Errorf("raft: open log store: %w", err)
+		return err
 	}
 	defer func() {
 		if cerr := store.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("raft: close log store: %w", cerr)
+			err = cerr
 		}
 	}()
 	logs, err := hraft.NewLogCache(512, store)
