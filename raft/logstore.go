@@ -25,7 +25,10 @@ import (
 // fdatasync, the meta page, a second fdatasync, ~34 KB written for a 100-byte entry
 // once the file has been truncated by a few snapshots. hashicorp's leader writes its
 // own log before it replicates, so a commit waits for two servers' appends in series;
-// halving each append halves the disk part of every write's latency (README, "Raft").
+// halving each append halves the disk part of every write's latency (README, "The
+// cluster"). raft-wal before v0.4.2 did not seal a segment whose tail raft truncated
+// (a follower dropping a suffix), and panicked at the next start: the chaos test in
+// internal/testcluster runs into it within seconds.
 const (
 	walDir      = "wal"
 	boltFile    = "raft.db"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/hashicorp/raft-wal/migrate"
 )
@@ -185,5 +186,47 @@ func TestMigrateBadBoltDB(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Dir, walDir+".migrating")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the migration's work dir is left: %v", err)
+	}
+}
+
+// A follower that drops the tail of its log (a leader of a newer term overrides it)
+// must be able to start again on that log: raft-wal before v0.4.2 left the segment
+// unsealed and panicked at the next open.
+func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), walDir)
+	s, err := openWAL(dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 100; i++ {
+		if err := s.StoreLog(&hraft.Log{Index: i, Term: 1, Data: []byte(strconv.FormatUint(i, 10))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteRange(91, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLog(&hraft.Log{Index: 91, Term: 2, Data: []byte("new")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = openWAL(dir, hclog.NewNullLogger()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if last, err := s.LastIndex(); err != nil || last != 91 {
+		t.Fatalf("last index %d (%v), want 91", last, err)
+	}
+	for _, i := range []uint64{1, 90, 91} {
+		var l hraft.Log
+		if err := s.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d after reopening: %v", i, err)
+		}
+	}
+	var l hraft.Log
+	if err := s.GetLog(91, &l); err != nil || l.Term != 2 || string(l.Data) != "new" {
+		t.Fatalf("entry 91: term %d %q (%v), want the new term's", l.Term, l.Data, err)
 	}
 }
