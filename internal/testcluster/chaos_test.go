@@ -15,6 +15,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/cocaine/cocaine/internal/daemon"
 	"github.com/cocaine/cocaine/rpc"
 )
 
@@ -239,7 +240,9 @@ func TestChaosLinearizableAndConsistent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test")
 	}
-	c := New(t, Options{Nodes: 3})
+	// The watchers resume from the first revision and the check at the end reads the
+	// whole history from it: keep all of it (12 s of writes are some 25,000 changes).
+	c := New(t, Options{Nodes: 3, Configure: func(_ int, cfg *daemon.Config) { cfg.Unicorn.HistorySize = 1 << 20 }})
 	c.WaitLeader(t)
 	keys := []string{"/lin/k0", "/lin/k1", "/lin/k2"}
 	setup := c.Node(0).Dial(t, "unicorn")
