@@ -283,6 +283,7 @@ func (n *Node) autopilot(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	n.notices.keep(servers)
 	now := time.Now()
 	stable := 2 * n.cfg.HeartbeatTimeout
 	n.mu.Lock()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	hraft "github.com/hashicorp/raft"
 )
 
 func TestSingleNodeBootstrapAndRestart(t *testing.T) {
@@ -251,16 +253,43 @@ func TestLeaveOnShutdown(t *testing.T) {
 
 func TestRemoveMember(t *testing.T) {
 	nodes := cluster(t, 3, nil)
-	waitLeader(t, nodes)
-	if err := nodes[1].n.Remove(ctxFor(t, 10*time.Second), "n2"); err != nil {
+	leader := waitLeader(t, nodes)
+	victim, other := nodes[1], nodes[2]
+	if leader == victim {
+		victim, other = nodes[0], nodes[2]
+	} else if leader == other {
+		other = nodes[0]
+	}
+	id := hraft.ServerID(victim.cfg.ID)
+	hasNotices := func() bool {
+		leader.n.notices.mu.Lock()
+		defer leader.n.notices.mu.Unlock()
+		return leader.n.notices.followers[id] != nil
+	}
+	eventually(t, 10*time.Second, func() error {
+		set(t, leader, "k", "v")
+		if !hasNotices() {
+			return errors.New("the leader has no commit notices for the follower yet")
+		}
+		return nil
+	})
+	victim.stop() // or it asks to join again when it finds itself removed
+	if err := other.n.Remove(ctxFor(t, 10*time.Second), victim.cfg.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[1].n.Remove(ctxFor(t, 10*time.Second), "nobody"); !errors.Is(err, ErrNotMember) {
+	if err := other.n.Remove(ctxFor(t, 10*time.Second), "nobody"); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("removing an unknown server: %v, want ErrNotMember", err)
 	}
-	if got := len(members(t, nodes[0])); got != 2 {
+	if got := len(members(t, leader)); got != 2 {
 		t.Fatalf("%d members after a removal", got)
 	}
+	// The leader forgets what it knew of the removed server's log, and its sender.
+	eventually(t, 10*time.Second, func() error {
+		if hasNotices() {
+			return errors.New("the leader still keeps commit notices for the removed server")
+		}
+		return nil
+	})
 }
 
 func TestLeaderCall(t *testing.T) {

@@ -113,6 +113,7 @@ type follower struct {
 	match uint64 // its log equals the leader's up to here
 	told  uint64 // it knows the commit index is at least this
 	kick  chan struct{}
+	gone  chan struct{} // closed when it leaves the configuration: its sender ends
 }
 
 func newNotices(ctx context.Context, wg *sync.WaitGroup) *notices {
@@ -162,7 +163,7 @@ func (n *notices) acked(id hraft.ServerID, target hraft.ServerAddress, req *hraf
 	}
 	f := n.followers[id]
 	if f == nil {
-		f = &follower{kick: make(chan struct{}, 1)} // one token: "there may be news"; send re-reads the state
+		f = &follower{kick: make(chan struct{}, 1), gone: make(chan struct{})} // one token in kick: "there may be news"; send re-reads the state
 		n.followers[id] = f
 		n.wg.Go(func() { n.send(id, f) })
 	}
@@ -197,6 +198,23 @@ func (n *notices) commit(r *hraft.Raft) {
 	}
 }
 
+// keep forgets the followers that are not in servers (removed from the cluster) and
+// ends their senders; one added again starts afresh with its next acknowledgement.
+func (n *notices) keep(servers []hraft.Server) {
+	in := make(map[hraft.ServerID]bool, len(servers))
+	for _, s := range servers {
+		in[s.ID] = true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, f := range n.followers {
+		if !in[id] {
+			close(f.gone)
+			delete(n.followers, id)
+		}
+	}
+}
+
 // wake kicks f's sender if it has something to tell. n.mu is held.
 func (n *notices) wake(f *follower) {
 	if min(n.committed, f.match) > f.told {
@@ -212,6 +230,8 @@ func (n *notices) send(id hraft.ServerID, f *follower) {
 	for {
 		select {
 		case <-f.kick:
+		case <-f.gone:
+			return
 		case <-n.ctx.Done():
 			return
 		}
