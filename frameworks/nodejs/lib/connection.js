@@ -21,6 +21,10 @@ class Connection {
     this.error = null;
     this.decoder = new FrameDecoder();
     this.closed = new Promise((resolve) => { this._resolveClosed = resolve; });
+    // Sends waiting for the socket to take more: one drain listener for all of them,
+    // emptied on every drain and on shutdown, so nothing piles up on a long connection.
+    this._blocked = [];
+    socket.on('drain', () => this._unblock());
     socket.on('data', (data) => this._data(data));
     socket.on('error', (err) => this._shutdown(new NotConnected(`${this._what()}: ${err.message}`)));
     socket.on('close', () => this._shutdown(new NotConnected(`${this._what()}: closed by the peer`)));
@@ -70,15 +74,16 @@ class Connection {
       return Promise.reject(err);
     }
     if (this.socket.write(frame)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        this.socket.off('drain', done);
-        if (this.error) reject(new NotConnected(`${this._what()}: ${this.error.reason || this.error.message}`));
-        else resolve();
-      };
-      this.socket.once('drain', done);
-      this.closed.then(done);
-    });
+    return new Promise((resolve, reject) => this._blocked.push({ resolve, reject }));
+  }
+
+  _unblock() {
+    const blocked = this._blocked;
+    this._blocked = [];
+    for (const b of blocked) {
+      if (this.error) b.reject(new NotConnected(`${this._what()}: ${this.error.reason || this.error.message}`));
+      else b.resolve();
+    }
   }
 
   close() {
@@ -121,6 +126,7 @@ class Connection {
     const channels = this.channels;
     this.channels = new Map();
     for (const r of channels.values()) r.discard(err);
+    this._unblock();
     this._resolveClosed();
   }
 }
