@@ -189,8 +189,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	defer mux.close()
 	n.wg.Go(mux.run)
 	n.notices = newNotices(bg, &n.wg)
+	stream := newStreamLayer(mux)
 	trans := n.notices.transport(hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
-		Stream:  &streamLayer{m: mux, closed: make(chan struct{})},
+		Stream:  stream,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hlog.Named("transport"),
@@ -265,7 +266,12 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		lcancel()
 	}
 	r.DeregisterObserver(observer)
-	serr := r.Shutdown().Error()
+	// Shutdown's future waits for raft's goroutines; closing the outgoing connections
+	// first ends the requests they may have in flight to peers that do not answer. The
+	// notice pipelines must keep forwarding until then (raft's pipeline waits for them).
+	shut := r.Shutdown()
+	stream.closeDialed()
+	serr := shut.Error()
 	n.notices.stop()
 	cancel()
 	mux.close()

@@ -138,6 +138,17 @@ type streamLayer struct {
 	m      *muxListener
 	closed chan struct{}
 	once   sync.Once
+
+	// The connections Dial made and not yet closed. hashicorp waits for a request in
+	// flight to a peer that never answers (a partition that drops packets) for its
+	// whole timeout, even when shutting down; closeDialed ends those requests at once.
+	mu       sync.Mutex
+	dialed   map[*dialedConn]struct{}
+	shutdown bool
+}
+
+func newStreamLayer(m *muxListener) *streamLayer {
+	return &streamLayer{m: m, closed: make(chan struct{}), dialed: map[*dialedConn]struct{}{}}
 }
 
 var _ hraft.StreamLayer = (*streamLayer)(nil)
@@ -164,7 +175,44 @@ func (s *streamLayer) Addr() net.Addr { return s.m.addr }
 func (s *streamLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.m.dial(ctx, string(address))
+	c, err := s.m.dial(ctx, string(address))
+	if err != nil {
+		return nil, err
+	}
+	d := &dialedConn{Conn: c, s: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	s.dialed[d] = struct{}{}
+	return d, nil
+}
+
+// closeDialed closes every connection Dial made, and those it makes from now on.
+func (s *streamLayer) closeDialed() {
+	s.mu.Lock()
+	s.shutdown = true
+	conns := s.dialed
+	s.dialed = nil
+	s.mu.Unlock()
+	for d := range conns {
+		d.Conn.Close()
+	}
+}
+
+// dialedConn is a connection of Dial's, forgotten when closed.
+type dialedConn struct {
+	net.Conn
+	s *streamLayer
+}
+
+func (d *dialedConn) Close() error {
+	d.s.mu.Lock()
+	delete(d.s.dialed, d)
+	d.s.mu.Unlock()
+	return d.Conn.Close()
 }
 
 // tcpAddr is an advertised address as a net.Addr.
