@@ -31,6 +31,14 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	leakCheck(t)
 	c := newCluster(t, cfg)
 	h, _ := c.addHost(t, cfg)
+	// The service takes up its leadership in Run: until then keepalives are refused, as a
+	// real leader's are for a moment after an election.
+	eventually(t, 10*time.Second, func() error {
+		if !h.svc.leader.isLeading() {
+			return errors.New("the service has not started leading")
+		}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return &fixture{t: t, c: c, h: h, ep: rpctest.Serve(t, h.svc.Dispatcher(), rpc.SessionConfig{}), ctx: ctx}
