@@ -119,9 +119,10 @@ func (n *Node) batch(ctx context.Context) {
 		select {
 		case n.flight <- &inflight{f: f, props: props}:
 		case <-ctx.Done():
-			// The waiter is gone: resolve this entry here (raft is shut down, so the
-			// future is resolved or about to be).
-			n.resolve(&inflight{f: f, props: props})
+			// The waiter is gone: resolve this entry here. Raft is shutting down, so its
+			// future is answered soon, or never if hashicorp dropped the answer (the end
+			// of Run says when): not waited for, so that it cannot hold the stop.
+			go n.resolve(&inflight{f: f, props: props})
 			n.drainProposals()
 			return
 		}

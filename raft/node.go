@@ -251,7 +251,12 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.flight = make(chan *inflight, 64)
 	n.wg.Go(func() { n.watchLeadership(bg, notify, obs) })
 	n.wg.Go(func() { n.batch(bg) })
-	n.wg.Go(func() { n.await(bg) })
+	// Not in n.wg: see the end of Run.
+	awaited := make(chan struct{})
+	go func() {
+		defer close(awaited)
+		n.await(bg)
+	}()
 	n.wg.Go(func() { n.membership(bg) })
 	close(n.started)
 	n.log.Info("raft started", "id", cfg.ID, "addr", addr, "existing_state", hasState)
@@ -277,6 +282,16 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	mux.close()
 	n.peers.close()
 	n.wg.Wait()
+	// hashicorp drops the answers of committed entries still queued for its FSM when it
+	// shuts down, and such a future's Error blocks forever. Raft has stopped for good
+	// here, so every other future is answered and await ends at once; one waiting on a
+	// dropped answer is left behind (one goroutine) rather than hang the stop, and its
+	// proposers get ErrStopped when Run returns.
+	select {
+	case <-awaited:
+	case <-time.After(time.Second):
+		n.log.Warn("raft stopped without answering an entry it had committed; its proposers are told the node stopped")
+	}
 	n.log.Info("raft stopped", "id", cfg.ID)
 	if serr != nil {
 		return fmt.Errorf("raft: shutdown: %w", serr)
