@@ -65,7 +65,8 @@
 // it on every server (the cluster keeps its own membership).
 //
 // All methods of Node are safe for concurrent use. Run returns only when every
-// goroutine, connection and file it opened is closed; it closes its connections to
-// other servers first, so requests in flight to a server that does not answer (a
-// partition that drops packets) end at once instead of at the transport's timeout.
+// goroutine, connection and file it opened is closed (save one goroutine left waiting
+// should hashicorp drop an answer at shutdown: the end of Run says why). It closes its
+// connections to other servers first, so requests in flight to a server that does not
+// answer (a partition that drops packets) end at once, not at the transport's timeout.
 package raft
