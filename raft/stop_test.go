@@ -2,11 +2,14 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"net"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	hraft "github.com/hashicorp/raft"
 )
 
 // silentConn drops everything written once the network goes silent: the peer never
@@ -58,5 +61,35 @@ func TestStopWithSilentPeers(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Logf("%s", buf[:runtime.Stack(buf, true)])
 		t.Fatal("the leader waited for its silent peers' answers to stop")
+	}
+}
+
+// neverAnswered is a future hashicorp dropped: its Error blocks until the test ends.
+type neverAnswered struct{ end chan struct{} }
+
+func (f neverAnswered) Error() error  { <-f.end; return hraft.ErrRaftShutdown }
+func (f neverAnswered) Index() uint64 { return 0 }
+func (f neverAnswered) Response() any { return nil }
+
+// A stop does not wait for an entry whose answer hashicorp dropped at shutdown (its FSM
+// loop returns with committed entries still queued), and the entry's proposer is told
+// the node stopped.
+func TestStopWithDroppedAnswer(t *testing.T) {
+	cfg := fastConfig(t, "solo")
+	cfg.Bootstrap = true
+	tn := start(t, cfg)
+	waitLeader(t, []*testNode{tn})
+	end := make(chan struct{})
+	defer close(end) // lets the goroutine left waiting go
+	p := &proposal{cmd: []byte("set k v"), done: make(chan proposalResult, 1)}
+	tn.n.flight <- &inflight{f: neverAnswered{end}, props: []*proposal{p}}
+	tn.stop() // fails the test if Run does not return
+	select {
+	case r := <-p.done:
+		t.Fatalf("the dropped entry's proposer got %+v", r)
+	default:
+	}
+	if _, _, err := tn.n.proposeLocal(ctxFor(t, time.Second), []byte("set k w")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("propose after the stop: %v, want ErrStopped", err)
 	}
 }
