@@ -275,7 +275,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	// first ends the requests they may have in flight to peers that do not answer. The
 	// notice pipelines must keep forwarding until then (raft's pipeline waits for them).
 	shut := r.Shutdown()
-	stream.closeDialed()
+	stream.dialed.closeAll()
 	serr := shut.Error()
 	n.notices.stop()
 	cancel()

@@ -27,14 +27,13 @@ type muxListener struct {
 	once      sync.Once
 	wg        sync.WaitGroup
 
-	// mu guards conns: every accepted connection still open, closed by close() so
-	// that no reader (ours or hashicorp's) outlives the Node.
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	// Every accepted connection still open, closed by close() so that no reader (ours
+	// or hashicorp's) outlives the Node.
+	accepted connSet
 }
 
 func newMuxListener(ln net.Listener, advertise net.Addr, dial func(ctx context.Context, addr string) (net.Conn, error), serve func(net.Conn, *bufio.Reader), log *slog.Logger) *muxListener {
-	return &muxListener{ln: ln, dial: dial, addr: advertise, serve: serve, log: log, raftConns: make(chan net.Conn), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	return &muxListener{ln: ln, dial: dial, addr: advertise, serve: serve, log: log, raftConns: make(chan net.Conn), done: make(chan struct{})}
 }
 
 // run accepts until the listener is closed.
@@ -62,16 +61,9 @@ func (m *muxListener) run() {
 			}
 			continue
 		}
-		m.mu.Lock()
-		select {
-		case <-m.done:
-			m.mu.Unlock()
-			c.Close()
-			return
-		default:
+		if !m.accepted.add(c) {
+			return // closing
 		}
-		m.conns[c] = struct{}{}
-		m.mu.Unlock()
 		m.wg.Go(func() { m.sort(c) })
 	}
 }
@@ -80,7 +72,7 @@ func (m *muxListener) run() {
 func (m *muxListener) sort(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(peerHandshake))
 	r := bufio.NewReaderSize(c, 64<<10)
-	bc := &bufferedConn{Conn: c, r: r, m: m}
+	bc := &bufferedConn{trackedConn{c, &m.accepted}, r}
 	first, err := r.Peek(1)
 	if err != nil {
 		bc.Close()
@@ -107,30 +99,65 @@ func (m *muxListener) sort(c net.Conn) {
 
 // close stops accepting and waits for connections being sorted or served.
 func (m *muxListener) close() {
-	m.mu.Lock()
 	m.once.Do(func() { close(m.done) })
-	for c := range m.conns {
-		c.Close()
-	}
-	m.mu.Unlock()
+	m.accepted.closeAll()
 	m.ln.Close()
 	m.wg.Wait()
 }
 
 // bufferedConn is an accepted connection whose first bytes were read ahead into r.
 type bufferedConn struct {
-	net.Conn
+	trackedConn
 	r *bufio.Reader
-	m *muxListener
 }
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-func (b *bufferedConn) Close() error {
-	b.m.mu.Lock()
-	delete(b.m.conns, b.Conn)
-	b.m.mu.Unlock()
-	return b.Conn.Close()
+// connSet is a set of open connections that can all be closed at once; once it has
+// been, it closes and refuses every connection added.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// add records c, or closes it and reports false if the set is closed.
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[net.Conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
+
+// trackedConn is a connection of a connSet, which forgets it when it is closed.
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (t trackedConn) Close() error {
+	t.set.mu.Lock()
+	delete(t.set.conns, t.Conn)
+	t.set.mu.Unlock()
+	return t.Conn.Close()
 }
 
 // streamLayer is hashicorp's view of the raft port.
@@ -141,14 +168,12 @@ type streamLayer struct {
 
 	// The connections Dial made and not yet closed. hashicorp waits for a request in
 	// flight to a peer that never answers (a partition that drops packets) for its
-	// whole timeout, even when shutting down; closeDialed ends those requests at once.
-	mu       sync.Mutex
-	dialed   map[*dialedConn]struct{}
-	shutdown bool
+	// whole timeout, even when shutting down; closing them ends those requests at once.
+	dialed connSet
 }
 
 func newStreamLayer(m *muxListener) *streamLayer {
-	return &streamLayer{m: m, closed: make(chan struct{}), dialed: map[*dialedConn]struct{}{}}
+	return &streamLayer{m: m, closed: make(chan struct{})}
 }
 
 var _ hraft.StreamLayer = (*streamLayer)(nil)
@@ -179,40 +204,10 @@ func (s *streamLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	d := &dialedConn{Conn: c, s: s}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
-		c.Close()
+	if !s.dialed.add(c) {
 		return nil, net.ErrClosed
 	}
-	s.dialed[d] = struct{}{}
-	return d, nil
-}
-
-// closeDialed closes every connection Dial made, and those it makes from now on.
-func (s *streamLayer) closeDialed() {
-	s.mu.Lock()
-	s.shutdown = true
-	conns := s.dialed
-	s.dialed = nil
-	s.mu.Unlock()
-	for d := range conns {
-		d.Conn.Close()
-	}
-}
-
-// dialedConn is a connection of Dial's, forgotten when closed.
-type dialedConn struct {
-	net.Conn
-	s *streamLayer
-}
-
-func (d *dialedConn) Close() error {
-	d.s.mu.Lock()
-	delete(d.s.dialed, d)
-	d.s.mu.Unlock()
-	return d.Conn.Close()
+	return trackedConn{c, &s.dialed}, nil
 }
 
 // tcpAddr is an advertised address as a net.Addr.
