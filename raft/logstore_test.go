@@ -43,9 +43,7 @@ func TestMigrateFromBoltDB(t *testing.T) {
 	check := func(want map[string]string) {
 		t.Helper()
 		waitLeader(t, []*testNode{tn})
-		if err := tn.n.WaitApplied(ctxFor(t, 10*time.Second), mustReadIndex(t, tn, false)); err != nil {
-			t.Fatal(err)
-		}
+		catchUp(t, tn, false)
 		for k, v := range want {
 			if got, _ := tn.kv.get(k); got != v {
 				t.Fatalf("%s = %q, want %q", k, got, v)

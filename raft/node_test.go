@@ -37,9 +37,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	set(t, tn, "after", "snapshot")
 	tn.restart()
 	waitLeader(t, []*testNode{tn})
-	if err := tn.n.WaitApplied(ctxFor(t, 10*time.Second), mustReadIndex(t, tn, false)); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, tn, false)
 	if v, _ := tn.kv.get("k"); v != "199" {
 		t.Fatalf("after restart k = %q, want 199", v)
 	}
@@ -48,13 +46,17 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	}
 }
 
-func mustReadIndex(t *testing.T, tn *testNode, lin bool) uint64 {
+// catchUp waits until tn has applied every write acknowledged before the call: its read
+// index (linearizable: confirmed by a quorum), then WaitApplied.
+func catchUp(t *testing.T, tn *testNode, lin bool) {
 	t.Helper()
 	idx, err := tn.n.ReadIndex(ctxFor(t, 10*time.Second), lin)
 	if err != nil {
 		t.Fatalf("read index on %s: %v", tn.cfg.ID, err)
 	}
-	return idx
+	if err := tn.n.WaitApplied(ctxFor(t, 20*time.Second), idx); err != nil {
+		t.Fatalf("%s does not apply up to its read index %d: %v", tn.cfg.ID, idx, err)
+	}
 }
 
 func TestJoinVotersThenNonvoters(t *testing.T) {
@@ -96,10 +98,7 @@ func TestFollowersForwardAndReadTheirWrites(t *testing.T) {
 	// Every host sees it after a read index, whatever host wrote it.
 	for _, tn := range nodes {
 		for _, lin := range []bool{false, true} {
-			idx := mustReadIndex(t, tn, lin)
-			if err := tn.n.WaitApplied(ctxFor(t, 10*time.Second), idx); err != nil {
-				t.Fatal(err)
-			}
+			catchUp(t, tn, lin)
 			if v, _ := tn.kv.get("a"); v != "1" {
 				t.Fatalf("%s (linearizable %v) reads %q after the read index", tn.cfg.ID, lin, v)
 			}
@@ -130,10 +129,7 @@ func TestConcurrentProposalsShareEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tn := range nodes {
-		idx := mustReadIndex(t, tn, false)
-		if err := tn.n.WaitApplied(ctxFor(t, 10*time.Second), idx); err != nil {
-			t.Fatal(err)
-		}
+		catchUp(t, tn, false)
 		tn.kv.mu.Lock()
 		got := len(tn.kv.m)
 		// Commands of one entry share its index: fewer distinct indexes than commands.
@@ -175,10 +171,7 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	set(t, rest[0], "after", "2")
 	for _, tn := range rest {
-		idx := mustReadIndex(t, tn, true)
-		if err := tn.n.WaitApplied(ctxFor(t, 10*time.Second), idx); err != nil {
-			t.Fatal(err)
-		}
+		catchUp(t, tn, true)
 		if v, _ := tn.kv.get("before"); v != "1" {
 			t.Fatalf("%s lost an acknowledged write: %q", tn.cfg.ID, v)
 		}
@@ -485,10 +478,7 @@ func TestCommitNotices(t *testing.T) {
 	// notice too; so do reads at the read index on every follower.
 	set(t, followers[0], "b", "2")
 	for _, f := range followers {
-		idx := mustReadIndex(t, f, false)
-		if err := f.n.WaitApplied(ctxFor(t, 20*time.Second), idx); err != nil {
-			t.Fatal(err)
-		}
+		catchUp(t, f, false)
 		if v, _ := f.kv.get("b"); v != "2" {
 			t.Fatalf("%s reads %q after the read index", f.cfg.ID, v)
 		}
